@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vdisk disk interface: one handle type over every backend (raw file or
+ * block device, VHDX chain), so the CLI, the FUSE front end and the daemon
+ * do not care what they serve. The format is probed by content.
+ */
+#ifndef VDISK_DISK_H
+#define VDISK_DISK_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum vdisk_format {
+	VDISK_FORMAT_AUTO = 0, /* probe: VHDX when the identifier is there, else raw */
+	VDISK_FORMAT_RAW = 1,
+	VDISK_FORMAT_VHDX = 2,
+};
+
+enum {
+	VDISK_OPEN_RDONLY = 1 << 0,
+	VDISK_OPEN_DIRECT = 1 << 1,
+	VDISK_OPEN_NOLOCK = 1 << 2,
+};
+
+struct vdisk_disk;
+
+/* Opens @path as @fmt (AUTO probes). Returns 0 or -errno with @err set. */
+VDISK_API int vdisk_disk_open(const char *path, enum vdisk_format fmt, unsigned flags,
+			      struct vdisk_disk **ret_disk, struct vdisk_err *err);
+/* Flushes and closes. Returns 0 or -errno. NULL-safe. */
+VDISK_API int vdisk_disk_close(struct vdisk_disk *d, struct vdisk_err *err);
+
+VDISK_API enum vdisk_format vdisk_disk_format(const struct vdisk_disk *d);
+/* "raw" or "vhdx". */
+VDISK_API const char *vdisk_format_name(enum vdisk_format fmt);
+/* Parses "raw", "vhdx" or "auto". Returns 0 or -EINVAL. */
+VDISK_API int vdisk_format_parse(const char *s, enum vdisk_format *ret_fmt);
+VDISK_API uint64_t vdisk_disk_size(const struct vdisk_disk *d);
+VDISK_API uint32_t vdisk_disk_logical_sector(const struct vdisk_disk *d);
+VDISK_API uint32_t vdisk_disk_physical_sector(const struct vdisk_disk *d);
+/* The VHDX image behind @d, or NULL for raw. Borrowed. */
+VDISK_API struct vhdx_image *vdisk_disk_vhdx(const struct vdisk_disk *d);
+
+/* Same contracts as vhdx_translate/vhdx_allocate; raw disks map 1:1 (holes as UNALLOCATED). */
+VDISK_API int vdisk_disk_translate(struct vdisk_disk *d, uint64_t offset, uint64_t length,
+				   struct vdisk_extent *ext, unsigned max);
+VDISK_API int vdisk_disk_allocate(struct vdisk_disk *d, uint64_t offset, uint64_t length,
+				  struct vdisk_extent *ext, unsigned max);
+VDISK_API int vdisk_disk_flush(struct vdisk_disk *d);
+VDISK_API int vdisk_disk_discard(struct vdisk_disk *d, uint64_t offset, uint64_t length);
+VDISK_API int vdisk_disk_write_zeroes(struct vdisk_disk *d, uint64_t offset, uint64_t length);
+VDISK_API int vdisk_disk_pread(struct vdisk_disk *d, void *buf, size_t len, uint64_t offset);
+VDISK_API int vdisk_disk_pwrite(struct vdisk_disk *d, const void *buf, size_t len,
+				uint64_t offset);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_DISK_H */

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * lib/vhdx: the VHDX (MS-VHDX v2) image format. Open/validate/replay,
+ * create, translate virtual ranges to extents, allocate blocks for writes,
+ * journal metadata changes through the VHDX log, check and repair.
+ *
+ * Threading: vhdx_translate() and vhdx_allocate() may be called from many
+ * threads at once on one image; translate takes no lock, allocate takes the
+ * image's allocation lock only when it must allocate. Everything else is
+ * slow path and must not run concurrently with other calls on one image.
+ */
+#ifndef VDISK_VHDX_H
+#define VDISK_VHDX_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VHDX_MAX_DISK_SIZE (64ULL << 40)
+#define VHDX_MIN_BLOCK_SIZE (1U << 20)
+#define VHDX_MAX_BLOCK_SIZE (256U << 20)
+
+enum vhdx_type {
+	VHDX_TYPE_DYNAMIC = 0,
+	VHDX_TYPE_FIXED = 1,
+	VHDX_TYPE_DIFFERENCING = 2,
+};
+
+/* BAT payload block states (MS-VHDX 2.5.1.1). */
+enum vhdx_block_state {
+	VHDX_BLOCK_NOT_PRESENT = 0,
+	VHDX_BLOCK_UNDEFINED = 1,
+	VHDX_BLOCK_ZERO = 2,
+	VHDX_BLOCK_UNMAPPED = 3,
+	VHDX_BLOCK_FULLY_PRESENT = 6,
+	VHDX_BLOCK_PARTIALLY_PRESENT = 7,
+};
+
+struct vhdx_image;
+
+/* ---- create ---- */
+
+struct vhdx_create_opts {
+	size_t struct_size;             /* set by vhdx_create_opts_init() */
+	enum vhdx_type type;            /* default dynamic */
+	uint64_t disk_size_bytes;       /* multiple of the logical sector size, <= 64 TiB */
+	uint32_t block_size_bytes;      /* 0: 32 MiB dynamic, 2 MiB differencing/fixed like Hyper-V */
+	uint32_t logical_sector_bytes;  /* 512 (default) or 4096 */
+	uint32_t physical_sector_bytes; /* 4096 (default, as Hyper-V) or 512 */
+	uint32_t log_size_bytes;        /* 0: 1 MiB */
+	const char *parent_path;        /* differencing only: the parent image */
+	bool overwrite;                 /* replace an existing file */
+};
+
+/* Fills @o with defaults; @size is sizeof(*o) as the caller knows it. */
+VDISK_API void vhdx_create_opts_init(struct vhdx_create_opts *o, size_t size);
+
+/*
+ * Creates a new image at @path, Windows-style layout (log @1 MiB, metadata
+ * @2 MiB, BAT @3 MiB, regions Required). Fixed images get every block
+ * allocated and FULLY_PRESENT. Returns 0 or -errno with @err set.
+ */
+VDISK_API int vhdx_create(const char *path, const struct vhdx_create_opts *o,
+			  struct vdisk_err *err);
+
+/* ---- open / close ---- */
+
+enum {
+	VHDX_OPEN_RDONLY = 1 << 0,  /* shared lock; log replayed in memory only */
+	VHDX_OPEN_DIRECT = 1 << 1,  /* O_DIRECT data path */
+	VHDX_OPEN_NOLOCK = 1 << 2,  /* take no OFD lock (tests, check of a busy image) */
+	VHDX_OPEN_NO_PARENT = 1 << 3, /* do not open the parent chain (info on an orphan) */
+};
+
+struct vhdx_open_opts {
+	size_t struct_size;
+	unsigned flags;                 /* VHDX_OPEN_* */
+	const char *const *search_dirs; /* extra folders to look for parents in; NULL-terminated */
+	unsigned max_chain_depth;       /* 0: 64 */
+};
+
+VDISK_API void vhdx_open_opts_init(struct vhdx_open_opts *o, size_t size);
+
+/*
+ * Opens and validates an image (and its parents, read-only). When the log
+ * is dirty it is replayed: on disk for a writable open, in memory for a
+ * read-only one. A writable open writes nothing until the first change.
+ * @o may be NULL (writable, defaults). Returns 0 or -errno with @err set.
+ */
+VDISK_API int vhdx_open(const char *path, const struct vhdx_open_opts *o,
+			struct vhdx_image **ret_img, struct vdisk_err *err);
+
+/*
+ * Commits pending metadata, marks the log clean and closes the image and its
+ * parents. Returns 0 or -errno (the image is freed either way). NULL-safe.
+ */
+VDISK_API int vhdx_close(struct vhdx_image *img, struct vdisk_err *err);
+
+/*
+ * Frees the image without committing anything: simulates a crash (tests,
+ * fault injection). Data already written stays written; the log may be dirty.
+ */
+VDISK_API void vhdx_abandon(struct vhdx_image *img);
+
+/* ---- information ---- */
+
+#define VHDX_MAX_LOCATOR_ENTRIES 32
+
+struct vhdx_locator_entry {
+	char key[64];
+	char value[1024]; /* UTF-8 */
+};
+
+struct vhdx_info {
+	enum vhdx_type type;
+	uint64_t disk_size_bytes;
+	uint32_t block_size_bytes;
+	uint32_t logical_sector_bytes;
+	uint32_t physical_sector_bytes;
+	uint32_t chunk_ratio;
+	uint64_t file_size_bytes;       /* apparent size of the file */
+	uint64_t allocated_bytes;       /* bytes in FULLY/PARTIALLY_PRESENT payload blocks */
+	uint64_t blocks_total;
+	uint64_t blocks_by_state[8];    /* count of payload blocks in each state */
+	uint64_t header_sequence;
+	int current_header;             /* 1 or 2 */
+	struct vdisk_guid file_write_guid;
+	struct vdisk_guid data_write_guid;
+	struct vdisk_guid log_guid;     /* as found on open (non-zero: was dirty) */
+	struct vdisk_guid page83;
+	uint32_t log_offset, log_length; /* log_offset < 4 GiB in every sane file */
+	bool log_replayed;              /* the log was dirty and has been replayed */
+	bool leave_block_allocated;
+	bool has_parent;
+	bool readonly;
+	char creator[256];              /* UTF-8 */
+	unsigned locator_count;
+	struct vhdx_locator_entry locator[VHDX_MAX_LOCATOR_ENTRIES];
+	const char *parent_path;        /* resolved parent file, NULL when none/not opened; borrowed */
+	unsigned chain_depth;           /* 1 = no parent */
+};
+
+/* Fills @ret_info. Never fails on an open image. */
+VDISK_API void vhdx_get_info(struct vhdx_image *img, struct vhdx_info *ret_info);
+VDISK_API uint64_t vhdx_disk_size(const struct vhdx_image *img);
+VDISK_API uint32_t vhdx_logical_sector_size(const struct vhdx_image *img);
+VDISK_API uint32_t vhdx_physical_sector_size(const struct vhdx_image *img);
+VDISK_API uint32_t vhdx_block_size(const struct vhdx_image *img);
+VDISK_API const char *vhdx_path(const struct vhdx_image *img);
+/* The parent of @img in its chain, or NULL. Borrowed. */
+VDISK_API struct vhdx_image *vhdx_parent(const struct vhdx_image *img);
+
+/* ---- translate and allocate (the data path) ---- */
+
+/*
+ * Translates the virtual range [@offset, @offset + @length) into at most
+ * @max extents, following the parent chain. Adjacent extents of one kind
+ * are merged. Returns the number of extents written (>= 1; they cover a
+ * prefix of the range when @max is too small) or -EINVAL for a range outside
+ * the disk. Lock-free; allocates nothing.
+ */
+VDISK_API int vhdx_translate(struct vhdx_image *img, uint64_t offset, uint64_t length,
+			     struct vdisk_extent *ext, unsigned max);
+
+/*
+ * Prepares the range for writing: allocates payload blocks (and, in a
+ * differencing image, marks the sectors present) and returns DATA extents of
+ * the top image for the caller to write into, at most @max, covering a
+ * prefix. The new mapping is durable after the next vhdx_flush().
+ * Returns the number of extents or -errno (-EROFS, -ENOSPC, -EIO).
+ * Takes the allocation lock only when something must be allocated.
+ */
+VDISK_API int vhdx_allocate(struct vhdx_image *img, uint64_t offset, uint64_t length,
+			    struct vdisk_extent *ext, unsigned max);
+
+/*
+ * Makes every completed write durable: flushes the data, then commits the
+ * metadata changed since the last flush as one log entry and applies it.
+ * Returns 0 or -errno.
+ */
+VDISK_API int vhdx_flush(struct vhdx_image *img);
+
+/*
+ * Discards the range: whole blocks become UNMAPPED (dynamic) or keep their
+ * state (fixed); their space is given back to the file system. Reads of a
+ * discarded range return zeros. Returns 0 or -errno.
+ */
+VDISK_API int vhdx_discard(struct vhdx_image *img, uint64_t offset, uint64_t length);
+
+/*
+ * Makes the range read as zeros: whole unallocated blocks become ZERO
+ * without allocating, allocated ranges are zeroed in place (hole punched
+ * unless fixed). Returns 0 or -errno.
+ */
+VDISK_API int vhdx_write_zeroes(struct vhdx_image *img, uint64_t offset, uint64_t length);
+
+/* ---- synchronous byte-granular I/O built on translate/allocate ---- */
+
+/* Read/write exactly @len bytes at virtual @offset. Return 0 or -errno. */
+VDISK_API int vhdx_pread(struct vhdx_image *img, void *buf, size_t len, uint64_t offset);
+VDISK_API int vhdx_pwrite(struct vhdx_image *img, const void *buf, size_t len, uint64_t offset);
+
+/* ---- check ---- */
+
+enum vhdx_check_severity {
+	VHDX_CHECK_INFO = 0,
+	VHDX_CHECK_LEAK = 1,
+	VHDX_CHECK_CORRUPT = 2,
+	VHDX_CHECK_REPAIRED = 3,
+};
+
+struct vhdx_check_result {
+	uint64_t corruptions;
+	uint64_t leaks;           /* unreferenced allocated 1 MiB units in the file */
+	uint64_t leaked_bytes;
+	uint64_t repaired;
+	uint64_t allocated_blocks;
+	uint64_t total_blocks;
+	bool log_was_dirty;
+	bool opened;              /* false: the image could not even be opened */
+};
+
+typedef void (*vhdx_check_report_fn)(void *opaque, enum vhdx_check_severity sev,
+				     const char *msg);
+
+enum {
+	VHDX_CHECK_REPAIR = 1 << 0, /* fix what can be fixed (replays the log, rewrites region table 1, truncates leaks at the end) */
+};
+
+/*
+ * Checks the image at @path in depth: identifier, both headers, both region
+ * tables, metadata, the log, every BAT entry (states, alignment, overlaps of
+ * blocks with each other and with regions/log, blocks beyond end of file)
+ * and unreferenced space. Each finding goes to @report. Returns 0 when the
+ * check ran (findings are in @res), -errno when it could not run at all.
+ */
+VDISK_API int vhdx_check(const char *path, unsigned flags, vhdx_check_report_fn report,
+			 void *opaque, struct vhdx_check_result *res, struct vdisk_err *err);
+
+/* True when the first bytes of @fd are the VHDX file identifier. */
+VDISK_API bool vhdx_probe_fd(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDISK_VHDX_H */
