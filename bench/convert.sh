@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Conversion benchmark: `vdisk convert` against `qemu-img convert`, raw -> VHDX and VHDX -> raw,
+# on a SIZE raw file (default 2 GiB) that is half data: a random 1 MiB chunk at every other MiB,
+# holes in between. VHDX -> raw runs both tools on each tool's own VHDX, so every converter
+# also reads the other's output. Every run starts from a cold page cache and its time
+# includes a final sync. Outputs are verified (cmp / qemu-img compare) outside the timings.
+# Prints seconds and the ratio qemu-img / vdisk (> 1: vdisk is faster).
+#
+# Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, default
+# $VDISK_BUILD_DIR/bench-tmp, needs ~7 GiB), SIZE_MIB (default 2048), VERIFY=0 skips checks.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+SIZE_MIB=${SIZE_MIB:-2048}
+VERIFY=${VERIFY:-1}
+t_vd="" t_qm="" # set by timed()
+
+requires qemu-img
+requires cmp
+[ -x "$VDISK" ] || die "$VDISK not found: build the project first"
+mkdir -p "$BENCH_DIR"
+src=$BENCH_DIR/convert-src.raw
+vd=$BENCH_DIR/convert-vdisk.vhdx
+qm=$BENCH_DIR/convert-qemu.vhdx
+out=$BENCH_DIR/convert-out.raw
+trap 'rm -f "$vd" "$qm" "$out"' EXIT
+
+if [ ! -f "$src" ] || [ "$(stat -c %s "$src")" -ne $((SIZE_MIB << 20)) ]; then
+	echo "bench: writing $src ($SIZE_MIB MiB, random 1 MiB chunks at every other MiB)"
+	rm -f "$src"
+	for ((i = 0; i < SIZE_MIB; i += 2)); do
+		dd if=/dev/urandom of="$src" bs=1M count=1 seek=$i conv=notrunc status=none
+	done
+	truncate -s $((SIZE_MIB << 20)) "$src"
+fi
+
+verify_raw() { # FILE: must equal the source
+	[ "$VERIFY" = 1 ] || return 0
+	cmp "$src" "$1" || die "$1 differs from the source"
+}
+
+verify_vhdx() { # FILE: must read as the source
+	[ "$VERIFY" = 1 ] || return 0
+	qemu-img compare -q -f raw -F vhdx "$src" "$1" || die "$1 does not read as the source"
+}
+
+echo "bench: vdisk $("$VDISK" --version 2>/dev/null | head -1), $(qemu-img --version | head -1)"
+printf '%-34s %10s %10s %8s\n' "conversion" "vdisk s" "qemu-img s" "qemu/vdisk"
+
+row() {
+	printf '%-34s %10s %10s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"
+}
+
+# raw -> VHDX, each tool with its default block size.
+timed t_vd "$VDISK" convert -O vhdx "$src" "$vd"
+timed t_qm qemu-img convert -f raw -O vhdx "$src" "$qm"
+row "raw -> vhdx" "$t_vd" "$t_qm"
+verify_vhdx "$vd"
+verify_vhdx "$qm"
+
+# VHDX -> raw from each VHDX, both tools.
+for img in "$vd" "$qm"; do
+	name=$(basename "$img" .vhdx)
+	name=${name#convert-}
+	rm -f "$out"
+	timed t_vd "$VDISK" convert -O raw "$img" "$out"
+	verify_raw "$out"
+	rm -f "$out"
+	timed t_qm qemu-img convert -f vhdx -O raw "$img" "$out"
+	verify_raw "$out"
+	rm -f "$out"
+	row "vhdx ($name's) -> raw" "$t_vd" "$t_qm"
+done
