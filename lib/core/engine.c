@@ -116,21 +116,23 @@ int vdisk_engine_open(enum vdisk_engine_kind kind, unsigned depth,
 	return vdisk_err_set(err, -EINVAL, "unknown I/O engine kind %d", (int)kind);
 }
 
-/* Submits what is queued, then reaps until nothing is in flight. */
+/*
+ * Submits what is queued and reaps until nothing is in flight. Requests the
+ * kernel keeps refusing while nothing else is in flight never started and
+ * are dropped; on a reap error the backend's close does the waiting.
+ */
 static void drain(struct vdisk_engine *e)
 {
 	struct vdisk_io *done[64];
 
-	if (e->queued > 0 && vdisk_engine_submit(e) < 0) {
-		/* never reached the kernel: forget them */
-		e->inflight -= e->queued;
-		e->queued = 0;
-	}
-	while (e->inflight > e->queued) {
-		unsigned want = MIN(e->inflight - e->queued, (unsigned)ARRAY_SIZE(done));
-		int r = vdisk_engine_reap(e, done, want, 1);
-		if (r < 0 && r != -EINTR)
-			break; /* the backend's close waits for the kernel */
+	while (e->inflight > 0) {
+		if (e->queued > 0 && vdisk_engine_submit(e) <= 0 && e->inflight == e->queued)
+			break;
+		if (e->inflight > e->queued) {
+			int r = vdisk_engine_reap(e, done, ARRAY_SIZE(done), 1);
+			if (r < 0 && r != -EINTR)
+				break;
+		}
 	}
 }
 
