@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vdisk discard FILE OFFSET LENGTH: gives a range of the virtual disk back
+ * (vdisk_disk_discard()); it reads as zeros afterwards. Flushed and closed
+ * before the command returns.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+static const struct option discard_options[] = {
+	CLI_LONGOPT_HELP,
+	{ NULL, 0, NULL, 0 },
+};
+
+int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv)
+{
+	struct vdisk_disk *d;
+	uint64_t offset, length;
+	const char *path;
+	int c, r, r2;
+
+	while ((c = cli_getopt(cmd, argc, argv, "", discard_options)) != -1)
+		return c == CLI_OPT_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	r = cli_check_nargs(cmd, argc - optind);
+	if (r)
+		return r;
+	path = argv[optind];
+	r = cli_parse_size_arg(cmd, "OFFSET", argv[optind + 1], &offset);
+	if (!r)
+		r = cli_parse_size_arg(cmd, "LENGTH", argv[optind + 2], &length);
+	if (r)
+		return r;
+	r = cli_open_disk(cmd, path, 0, &d);
+	if (r)
+		return r;
+	r = cli_check_range(cmd, path, d, offset, length);
+	if (!r) {
+		r2 = vdisk_disk_discard(d, offset, length);
+		if (r2 == 0)
+			r2 = vdisk_disk_flush(d);
+		if (r2 < 0)
+			r = cli_fail(cmd, "%s: discard %llu+%llu: %s", path,
+				     (unsigned long long)offset, (unsigned long long)length,
+				     strerror(-r2));
+	}
+	r2 = cli_close_disk(cmd, path, d);
+	return r ? r : r2;
+}
