@@ -36,7 +36,13 @@ int vdisk_err_prefix(struct vdisk_err *err, const char *fmt, ...)
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s%s", pre, old);
+	size_t n = strnlen(pre, sizeof(err->msg) - 1);
+	memcpy(err->msg, pre, n);
+	size_t m = strnlen(old, sizeof(old));
+	if (m > sizeof(err->msg) - 1 - n)
+		m = sizeof(err->msg) - 1 - n;
+	memcpy(err->msg + n, old, m);
+	err->msg[n + m] = '\0';
 	return err->code;
 }
 

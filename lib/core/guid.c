@@ -12,7 +12,7 @@
 
 #include <vdisk/common.h>
 
-#include "endian.h"
+#include "byteorder.h"
 
 void vdisk_guid_format(const struct vdisk_guid *g, char *out)
 {

@@ -4,8 +4,8 @@
  * structures are decoded field by field through these, never by casting a
  * struct over a buffer.
  */
-#ifndef VDISK_ENDIAN_H
-#define VDISK_ENDIAN_H
+#ifndef VDISK_BYTEORDER_H
+#define VDISK_BYTEORDER_H
 
 #include <endian.h>
 #include <stdint.h>
@@ -89,4 +89,4 @@ static inline void put_be64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, sizeof(v));
 }
 
-#endif /* VDISK_ENDIAN_H */
+#endif /* VDISK_BYTEORDER_H */
