@@ -24,17 +24,17 @@
 struct aio_engine {
 	struct vdisk_engine base;
 	io_context_t ctx;
-	struct iocb *iocbs;         /* depth slots */
-	struct iocb **free_slots;   /* stack of unused slots */
+	struct iocb *iocbs;       /* depth slots */
+	struct iocb **free_slots; /* stack of unused slots */
 	unsigned nfree;
-	struct iocb **pending;      /* queued for the next io_submit(), in order */
+	struct iocb **pending; /* queued for the next io_submit(), in order */
 	unsigned npending;
-	struct vdisk_io **falloc;   /* queued FALLOCATE requests */
+	struct vdisk_io **falloc; /* queued FALLOCATE requests */
 	unsigned nfalloc;
-	struct vdisk_io **ready;    /* FIFO ring of completed, unreaped requests */
+	struct vdisk_io **ready; /* FIFO ring of completed, unreaped requests */
 	unsigned ready_head, nready;
-	unsigned nkernel;           /* accepted by io_submit(), not yet reaped */
-	struct io_event *events;    /* depth entries */
+	unsigned nkernel;        /* accepted by io_submit(), not yet reaped */
+	struct io_event *events; /* depth entries */
 };
 
 static inline struct aio_engine *to_aio(struct vdisk_engine *e)
@@ -69,7 +69,8 @@ static int aio_open(unsigned depth, struct vdisk_engine **ret_engine, struct vdi
 	a->events = calloc(depth, sizeof(*a->events));
 	if (!a->iocbs || !a->free_slots || !a->pending || !a->falloc || !a->ready || !a->events) {
 		aio_free(a);
-		return vdisk_err_set(err, -ENOMEM, "libaio engine (depth %u): out of memory", depth);
+		return vdisk_err_set(err, -ENOMEM, "libaio engine (depth %u): out of memory",
+				     depth);
 	}
 	for (unsigned i = 0; i < depth; i++)
 		a->free_slots[i] = &a->iocbs[depth - 1 - i];
@@ -187,8 +188,7 @@ static int aio_submit(struct vdisk_engine *e)
 	return (int)off + nfalloc;
 }
 
-static int aio_reap(struct vdisk_engine *e, struct vdisk_io **done, unsigned max,
-		    unsigned min_wait)
+static int aio_reap(struct vdisk_engine *e, struct vdisk_io **done, unsigned max, unsigned min_wait)
 {
 	struct aio_engine *a = to_aio(e);
 	struct timespec zero = { 0, 0 };

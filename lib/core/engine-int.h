@@ -27,7 +27,7 @@
  *     than the number of submitted, not yet reaped requests.
  */
 struct vdisk_engine_ops {
-	const char *name;           /* "io_uring" or "libaio" */
+	const char *name; /* "io_uring" or "libaio" */
 	enum vdisk_engine_kind kind;
 
 	/*

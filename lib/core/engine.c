@@ -21,7 +21,7 @@ int vdisk_engine_kind_parse(const char *s, enum vdisk_engine_kind *ret_kind)
 		const char *name;
 		enum vdisk_engine_kind kind;
 	} names[] = {
-		{ "auto", VDISK_ENGINE_AUTO },     { "io_uring", VDISK_ENGINE_IO_URING },
+		{ "auto", VDISK_ENGINE_AUTO },      { "io_uring", VDISK_ENGINE_IO_URING },
 		{ "uring", VDISK_ENGINE_IO_URING }, { "libaio", VDISK_ENGINE_LIBAIO },
 		{ "aio", VDISK_ENGINE_LIBAIO },
 	};
@@ -92,8 +92,8 @@ static int open_auto(unsigned depth, struct vdisk_engine **ret_engine, struct vd
 	return vdisk_err_set(err, r, "no usable I/O engine: %s; %s", uring_err.msg, aio_err.msg);
 }
 
-int vdisk_engine_open(enum vdisk_engine_kind kind, unsigned depth,
-		      struct vdisk_engine **ret_engine, struct vdisk_err *err)
+int vdisk_engine_open(enum vdisk_engine_kind kind, unsigned depth, struct vdisk_engine **ret_engine,
+		      struct vdisk_err *err)
 {
 	int r;
 

@@ -44,8 +44,8 @@ static int uring_open(unsigned depth, struct vdisk_engine **ret_engine, struct v
 	int r;
 
 	if (vdisk_uring_disabled())
-		return vdisk_err_set(err, -ENOSYS,
-				     "io_uring disabled by VDISK_IO_URING_DISABLE in the environment");
+		return vdisk_err_set(
+		    err, -ENOSYS, "io_uring disabled by VDISK_IO_URING_DISABLE in the environment");
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return vdisk_err_set(err, -ENOMEM, "io_uring engine: out of memory");

@@ -28,7 +28,7 @@
 #include "helpers.h"
 #include "util.h"
 
-#define BLK 4096U
+#define BLK   4096U
 #define DEPTH 32U
 
 static enum vdisk_engine_kind kind_uring = VDISK_ENGINE_IO_URING;
@@ -193,7 +193,8 @@ static void test_roundtrip(void **state)
 			iov[i][0] = (struct iovec){ p, 512 };
 			iov[i][1] = (struct iovec){ p + 512, 1536 };
 			iov[i][2] = (struct iovec){ p + 2048, 2048 };
-			ios[i] = mk_rw(VDISK_IO_WRITEV, fd, iov[i], 3, (uint64_t)order[base + i] * BLK, 0);
+			ios[i] = mk_rw(VDISK_IO_WRITEV, fd, iov[i], 3,
+				       (uint64_t)order[base + i] * BLK, 0);
 		}
 		run_batch(e, ios, DEPTH);
 		for (unsigned i = 0; i < DEPTH; i++)
@@ -327,7 +328,7 @@ static void test_eagain(void **state)
 	assert_int_equal(vdisk_engine_queue(e, &ios[4]), -EAGAIN);
 	assert_int_equal(vdisk_engine_inflight(e), 4);
 	assert_int_equal(vdisk_engine_submit(e), 4);
-	assert_int_equal(vdisk_engine_submit(e), 0); /* nothing left queued */
+	assert_int_equal(vdisk_engine_submit(e), 0);               /* nothing left queued */
 	assert_int_equal(vdisk_engine_queue(e, &ios[4]), -EAGAIN); /* in flight still counts */
 	assert_int_equal(vdisk_engine_inflight(e), 4);
 
@@ -377,10 +378,10 @@ static void test_errors(void **state)
 	test_fill_pattern(a, BLK, 1);
 	test_fill_pattern(c, BLK, 3);
 	ios[0] = mk_rw(VDISK_IO_WRITEV, fd, &ia, 1, 0, 0);
-	ios[1] = mk_rw(VDISK_IO_READV, wo, &ib, 1, 0, 0);         /* not open for reading */
-	ios[2] = mk_rw(VDISK_IO_WRITEV, ro, &ib, 1, 0, 0);        /* not open for writing */
-	ios[3] = mk_op(VDISK_IO_FSYNC, -1, 0, 0, 0);              /* no such fd */
-	ios[4] = mk_op(VDISK_IO_FALLOCATE, ro, 0, BLK, 0);        /* not open for writing */
+	ios[1] = mk_rw(VDISK_IO_READV, wo, &ib, 1, 0, 0);          /* not open for reading */
+	ios[2] = mk_rw(VDISK_IO_WRITEV, ro, &ib, 1, 0, 0);         /* not open for writing */
+	ios[3] = mk_op(VDISK_IO_FSYNC, -1, 0, 0, 0);               /* no such fd */
+	ios[4] = mk_op(VDISK_IO_FALLOCATE, ro, 0, BLK, 0);         /* not open for writing */
 	ios[5] = mk_rw(VDISK_IO_WRITEV, fd, &ic, 1, BLK, 1 << 30); /* unknown RWF_ flag */
 	ios[6] = mk_rw(VDISK_IO_WRITEV, fd, &ic, 1, BLK, 0);
 	ios[7] = mk_op(VDISK_IO_FDATASYNC, fd, 0, 0, 0);
@@ -534,10 +535,14 @@ static void test_kind_parse(void **state)
 		int r;
 		enum vdisk_engine_kind kind;
 	} cases[] = {
-		{ "io_uring", 0, VDISK_ENGINE_IO_URING }, { "uring", 0, VDISK_ENGINE_IO_URING },
-		{ "libaio", 0, VDISK_ENGINE_LIBAIO },     { "aio", 0, VDISK_ENGINE_LIBAIO },
-		{ "auto", 0, VDISK_ENGINE_AUTO },         { "", -EINVAL, 0 },
-		{ "iouring", -EINVAL, 0 },                { "libaio ", -EINVAL, 0 },
+		{ "io_uring", 0, VDISK_ENGINE_IO_URING },
+		{ "uring", 0, VDISK_ENGINE_IO_URING },
+		{ "libaio", 0, VDISK_ENGINE_LIBAIO },
+		{ "aio", 0, VDISK_ENGINE_LIBAIO },
+		{ "auto", 0, VDISK_ENGINE_AUTO },
+		{ "", -EINVAL, 0 },
+		{ "iouring", -EINVAL, 0 },
+		{ "libaio ", -EINVAL, 0 },
 		{ "posix", -EINVAL, 0 },
 	};
 
@@ -574,6 +579,8 @@ static bool uring_available(void)
 	return true;
 }
 
+#define NO_KIND ((enum vdisk_engine_kind)99)
+
 static enum vdisk_engine_kind auto_kind(int expect_r, const char *msg_part)
 {
 	struct vdisk_err err = { 0 };
@@ -585,7 +592,7 @@ static enum vdisk_engine_kind auto_kind(int expect_r, const char *msg_part)
 	if (msg_part)
 		assert_non_null(strstr(err.msg, msg_part));
 	if (r < 0)
-		return (enum vdisk_engine_kind)-1;
+		return NO_KIND;
 	assert_int_equal(err.code, 0);
 	k = vdisk_engine_kind(e);
 	vdisk_engine_close(e);
@@ -667,22 +674,28 @@ static void test_fallback_on_failure(void **state)
 	vdisk_engine_close(e);
 }
 
-#define BOTH(f)                                                        \
-	{ #f "/io_uring", f, NULL, NULL, &kind_uring },                \
-	{                                                              \
-		#f "/libaio", f, NULL, NULL, &kind_aio                 \
-	}
+/* clang-format off */
+#define ON_URING(f) { #f "/io_uring", f, NULL, NULL, &kind_uring }
+#define ON_AIO(f)   { #f "/libaio", f, NULL, NULL, &kind_aio }
+/* clang-format on */
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		BOTH(test_roundtrip),
-		BOTH(test_punch_hole),
-		BOTH(test_eagain),
-		BOTH(test_errors),
-		BOTH(test_dsync),
-		BOTH(test_odirect),
-		BOTH(test_close_drains),
+		ON_URING(test_roundtrip),
+		ON_AIO(test_roundtrip),
+		ON_URING(test_punch_hole),
+		ON_AIO(test_punch_hole),
+		ON_URING(test_eagain),
+		ON_AIO(test_eagain),
+		ON_URING(test_errors),
+		ON_AIO(test_errors),
+		ON_URING(test_dsync),
+		ON_AIO(test_dsync),
+		ON_URING(test_odirect),
+		ON_AIO(test_odirect),
+		ON_URING(test_close_drains),
+		ON_AIO(test_close_drains),
 		cmocka_unit_test(test_kind_parse),
 		cmocka_unit_test(test_bad_depth),
 		cmocka_unit_test(test_auto_select),
