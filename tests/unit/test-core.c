@@ -71,10 +71,11 @@ static void test_crc32c_vectors(void **state)
 			 0xE3069283U);
 }
 
+#define MAXLEN 4200
+
 /* Automatic (SSE4.2 when present) and forced-software paths agree with the reference. */
 static void test_crc32c_paths_agree(void **state)
 {
-	enum { MAXLEN = 4200 };
 	uint8_t *buf = malloc(MAXLEN + 16);
 	uint64_t x = 12345;
 
@@ -150,18 +151,18 @@ static void test_guid_invalid(void **state)
 		"",
 		"{",
 		"{}",
-		"2DC27766-F623-4200-9D64-115E9BFD4A0",     /* short */
-		"2DC27766-F623-4200-9D64-115E9BFD4A080",   /* long */
-		"2DC27766-F623-4200-9D64-115E9BFD4A08 ",   /* trailing space */
-		" 2DC27766-F623-4200-9D64-115E9BFD4A08",   /* leading space */
-		"2DC27766F623-4200-9D64-115E9BFD4A08-",    /* dash moved */
-		"2DC27766-F6234-200-9D64-115E9BFD4A08",    /* dash moved */
-		"2DC27766-F623-4200-9D64115E9BFD4A08",     /* dash missing */
-		"2DC27766_F623_4200_9D64_115E9BFD4A08",    /* wrong separator */
-		"2DC27766-F623-4200-9D64-115E9BFD4A0G",    /* not hex */
-		"2DC2776 -F623-4200-9D64-115E9BFD4A08",    /* space in a field */
-		"{2DC27766-F623-4200-9D64-115E9BFD4A08",   /* unclosed brace */
-		"2DC27766-F623-4200-9D64-115E9BFD4A08}",   /* close without open */
+		"2DC27766-F623-4200-9D64-115E9BFD4A0",   /* short */
+		"2DC27766-F623-4200-9D64-115E9BFD4A080", /* long */
+		"2DC27766-F623-4200-9D64-115E9BFD4A08 ", /* trailing space */
+		" 2DC27766-F623-4200-9D64-115E9BFD4A08", /* leading space */
+		"2DC27766F623-4200-9D64-115E9BFD4A08-",  /* dash moved */
+		"2DC27766-F6234-200-9D64-115E9BFD4A08",  /* dash moved */
+		"2DC27766-F623-4200-9D64115E9BFD4A08",   /* dash missing */
+		"2DC27766_F623_4200_9D64_115E9BFD4A08",  /* wrong separator */
+		"2DC27766-F623-4200-9D64-115E9BFD4A0G",  /* not hex */
+		"2DC2776 -F623-4200-9D64-115E9BFD4A08",  /* space in a field */
+		"{2DC27766-F623-4200-9D64-115E9BFD4A08", /* unclosed brace */
+		"2DC27766-F623-4200-9D64-115E9BFD4A08}", /* close without open */
 		"{{2DC27766-F623-4200-9D64-115E9BFD4A08}}",
 		"(2DC27766-F623-4200-9D64-115E9BFD4A08)",
 		"0x2DC27766-F623-4200-9D64-115E9BFD4A08",
@@ -186,8 +187,8 @@ static void test_guid_generate(void **state)
 
 	for (int i = 0; i < 64; i++) {
 		assert_int_equal(vdisk_guid_generate(&g), 0);
-		assert_int_equal(g.b[7] >> 4, 4);       /* version 4: top nibble of field 3 */
-		assert_int_equal(g.b[8] & 0xC0, 0x80);  /* RFC 4122 variant */
+		assert_int_equal(g.b[7] >> 4, 4);      /* version 4: top nibble of field 3 */
+		assert_int_equal(g.b[8] & 0xC0, 0x80); /* RFC 4122 variant */
 		assert_false(vdisk_guid_is_zero(&g));
 		assert_false(vdisk_guid_equal(&g, &prev));
 		vdisk_guid_format(&g, text);
@@ -234,7 +235,8 @@ static void test_endian(void **state)
 		assert_int_equal(get_be16(p), 0xBEEF);
 	}
 	/* round trips of extreme values */
-	static const uint64_t v64[] = { 0, 1, 0x8000000000000000ULL, UINT64_MAX, 0x00FF00FF00FF00FFULL };
+	static const uint64_t v64[] = { 0, 1, 0x8000000000000000ULL, UINT64_MAX,
+					0x00FF00FF00FF00FFULL };
 	for (size_t i = 0; i < ARRAY_SIZE(v64); i++) {
 		put_le64(buf + 1, v64[i]);
 		assert_int_equal(get_le64(buf + 1), v64[i]);
