@@ -66,7 +66,7 @@ enum {
 /*
  * getopt_long() with vdisk's messages: an unknown option or a missing
  * argument prints a usage error and returns CLI_GETOPT_ERROR; --help prints
- * the command's help and returns CLI_OPT_HELP. @shortopts must not start with ':'.
+ * the command's help and returns CLI_OPT_HELP. -h means --help. @shortopts must not start with ':' nor use h.
  */
 int cli_getopt(const struct vdisk_cmd *cmd, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts);

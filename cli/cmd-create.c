@@ -69,8 +69,13 @@ int cli_parse_block_size(const struct vdisk_cmd *cmd, const char *arg, uint32_t 
 	return 0;
 }
 
+/* Which options were given, so the parent's geometry fills in the others. */
+struct create_given {
+	bool type, logical, physical;
+};
+
 static int parse_create_options(const struct vdisk_cmd *cmd, int argc, char **argv,
-				struct vhdx_create_opts *o, bool *type_set)
+				struct vhdx_create_opts *o, struct create_given *given)
 {
 	int c, r = 0;
 
@@ -78,17 +83,19 @@ static int parse_create_options(const struct vdisk_cmd *cmd, int argc, char **ar
 		switch (c) {
 		case OPT_TYPE:
 			r = cli_parse_vhdx_type(cmd, optarg, &o->type);
-			*type_set = true;
+			given->type = true;
 			break;
 		case OPT_BLOCK_SIZE:
 			r = cli_parse_block_size(cmd, optarg, &o->block_size_bytes);
 			break;
 		case OPT_LOGICAL:
 			r = parse_sector(cmd, "--logical-sector", optarg, &o->logical_sector_bytes);
+			given->logical = true;
 			break;
 		case OPT_PHYSICAL:
 			r = parse_sector(cmd, "--physical-sector", optarg,
 					 &o->physical_sector_bytes);
+			given->physical = true;
 			break;
 		case OPT_PARENT:
 			o->parent_path = optarg;
@@ -105,31 +112,55 @@ static int parse_create_options(const struct vdisk_cmd *cmd, int argc, char **ar
 	return r;
 }
 
+/* A differencing image inherits the size and sector sizes of its parent unless given. */
+static int inherit_parent(const struct vdisk_cmd *cmd, struct vhdx_create_opts *o,
+			  const struct create_given *given)
+{
+	struct vdisk_disk *parent;
+	int r;
+
+	r = cli_open_disk(cmd, o->parent_path, VDISK_OPEN_RDONLY, &parent);
+	if (r)
+		return r;
+	if (o->disk_size_bytes == 0)
+		o->disk_size_bytes = vdisk_disk_size(parent);
+	if (!given->logical)
+		o->logical_sector_bytes = vdisk_disk_logical_sector(parent);
+	if (!given->physical)
+		o->physical_sector_bytes = vdisk_disk_physical_sector(parent);
+	vdisk_disk_close(parent, NULL);
+	return 0;
+}
+
 int cmd_create(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
 	struct vhdx_create_opts o;
 	struct vdisk_err err = { 0 };
-	bool type_set = false;
+	struct create_given given = { false };
 	const char *path;
-	int r;
+	int r, nargs;
 
 	vhdx_create_opts_init(&o, sizeof(o));
-	r = parse_create_options(cmd, argc, argv, &o, &type_set);
+	r = parse_create_options(cmd, argc, argv, &o, &given);
 	if (r)
 		return r < 0 ? CLI_EXIT_OK : r;
-	r = cli_check_nargs(cmd, argc - optind);
+	nargs = argc - optind;
+	r = cli_check_nargs(cmd, nargs);
 	if (r)
 		return r;
 	path = argv[optind];
-	if (o.parent_path) {
-		if (type_set)
-			return cli_usage(cmd, "--type cannot be combined with --parent");
-		o.type = VHDX_TYPE_DIFFERENCING;
-	} else if (argc - optind < 2) {
+	if (!o.parent_path && nargs < 2)
 		return cli_usage(cmd, "SIZE is required without --parent");
-	}
-	if (argc - optind == 2) {
+	if (o.parent_path && given.type)
+		return cli_usage(cmd, "--type cannot be combined with --parent");
+	if (nargs == 2) {
 		r = cli_parse_size_arg(cmd, "SIZE", argv[optind + 1], &o.disk_size_bytes);
+		if (r)
+			return r;
+	}
+	if (o.parent_path) {
+		o.type = VHDX_TYPE_DIFFERENCING;
+		r = inherit_parent(cmd, &o, &given);
 		if (r)
 			return r;
 	}

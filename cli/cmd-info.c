@@ -170,7 +170,8 @@ static void info_vhdx_human(const struct vhdx_info *in)
 	printf("%-20s %s\n", "creator:", in->creator);
 	printf("%-20s %d (sequence %llu)\n", "current header:", in->current_header,
 	       (unsigned long long)in->header_sequence);
-	printf("%-20s at %#x, %u bytes\n", "log region:", in->log_offset, in->log_length);
+	printf("%-20s %s at 0x%x\n", "log region:", cli_human_size(in->log_length, h, sizeof(h)),
+	       in->log_offset);
 	if (vdisk_guid_is_zero(&in->log_guid)) {
 		printf("%-20s clean\n", "log:");
 	} else {
@@ -255,7 +256,7 @@ static int show_info(const struct vdisk_cmd *cmd, const char *path, bool json)
 {
 	struct vhdx_info *in = NULL;
 	struct stat st;
-	uint64_t size;
+	uint64_t size = 0;
 	int r = probe_vhdx(path, &st);
 
 	if (r < 0)

@@ -75,12 +75,13 @@ static void emit(struct map_ctx *ctx, const struct vdisk_extent *e, const char *
 		json_object_end(&ctx->w);
 		return;
 	}
-	printf("%#-18llx  %#-18llx  %-12s", (unsigned long long)e->offset,
-	       (unsigned long long)e->length, extent_type_name(e->type));
+	printf("0x%-16llx  0x%-16llx  ", (unsigned long long)e->offset,
+	       (unsigned long long)e->length);
 	if (data)
-		printf("  %-5u  %#-18llx  %s", e->layer, (unsigned long long)e->file_offset,
-		       layer_path(ctx, e->layer, path));
-	printf("\n");
+		printf("%-12s  %-5u  0x%-16llx  %s\n", "data", e->layer,
+		       (unsigned long long)e->file_offset, layer_path(ctx, e->layer, path));
+	else
+		printf("%s\n", extent_type_name(e->type));
 }
 
 static bool mergeable(const struct vdisk_extent *a, const struct vdisk_extent *b)

@@ -72,10 +72,12 @@ int cli_getopt(const struct vdisk_cmd *cmd, int argc, char **argv, const char *s
 	char spec[64];
 	int c;
 
-	/* leading ':' tells a missing argument (':') from an unknown option ('?') */
-	snprintf(spec, sizeof(spec), ":%s", shortopts);
+	/* leading ':' tells a missing argument (':') from an unknown option ('?'); -h is --help */
+	snprintf(spec, sizeof(spec), ":h%s", shortopts);
 	opterr = 0;
 	c = getopt_long(argc, argv, spec, longopts, NULL);
+	if (c == 'h')
+		c = CLI_OPT_HELP;
 	if (c == ':') {
 		if (optopt && optopt < 0x100)
 			cli_usage(cmd, "option '-%c' needs an argument", optopt);
