@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fuzz target for the VHDX open path (identifier, headers, region tables,
+ * metadata, BAT, log replay in memory), the data path (translate, pread) and
+ * the checker. A VHDX file keeps its metadata between 1 and 4 MiB, so a
+ * whole image makes a poor fuzz input; the input is instead a compact sparse
+ * description of the file, expanded into a memfd that the library opens
+ * through /proc/self/fd/N:
+ *
+ *   input   := size_hdr record*
+ *   size_hdr:= LE32: minimum file size in 4 KiB pages (taken modulo 4097,
+ *              so 0..4096 pages = at most 16 MiB)
+ *   record  := LE32 page, then up to 4096 bytes of page data
+ *              page: the low 12 bits give the page number (file offset =
+ *              number * 4 KiB, below 16 MiB); the upper bits are ignored.
+ *              The data of the last record may be shorter than 4096 bytes:
+ *              the rest of that page stays zero. A later record for the same
+ *              page overwrites an earlier one.
+ *
+ * The file size is the larger of size_hdr and the end of the highest page
+ * written; everything not written reads as zeros. Inputs shorter than 4
+ * bytes are ignored. fixtures/make-fuzz-seeds.sh turns real images made by
+ * vdisk and qemu-img into this form (their non-zero pages below 16 MiB).
+ *
+ * Besides memory errors, the target aborts on a broken API contract: a
+ * failing call must return -errno and leave that code and a message in its
+ * error buffer, and translated extents must tile the requested range.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vdisk/vhdx.h>
+
+#define PAGE_BYTES  4096u
+#define MAX_PAGES   4096u /* 16 MiB */
+#define RECORD_HDR  4u
+#define IO_BYTES    (64u * 1024)
+#define MAX_EXTENTS 16
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Expands the sparse description into @fd. Returns 0 or -errno. */
+static int expand(int fd, const uint8_t *data, size_t size)
+{
+	uint64_t file_pages = le32(data) % (MAX_PAGES + 1);
+	size_t pos = RECORD_HDR;
+
+	while (pos + RECORD_HDR <= size) {
+		uint32_t page = le32(data + pos) & (MAX_PAGES - 1);
+		size_t len = size - pos - RECORD_HDR;
+
+		if (len > PAGE_BYTES)
+			len = PAGE_BYTES;
+		if (pwrite(fd, data + pos + RECORD_HDR, len, (off_t)page * PAGE_BYTES) !=
+		    (ssize_t)len)
+			return -errno;
+		/* A short last record still claims its whole page. */
+		if (page + 1 > file_pages)
+			file_pages = page + 1;
+		pos += RECORD_HDR + len;
+	}
+	if (ftruncate(fd, (off_t)(file_pages * PAGE_BYTES)) < 0)
+		return -errno;
+	return 0;
+}
+
+static void noop_report(void *opaque, enum vhdx_check_severity sev, const char *msg)
+{
+	/* Touch the message so a bad pointer or a missing NUL shows up under ASan. */
+	volatile size_t n = strlen(msg);
+	(void)n;
+}
+
+/* A broken API contract is a finding too: abort so the fuzzer keeps the input. */
+#define contract(cond)                                                                      \
+	do {                                                                                \
+		if (!(cond)) {                                                              \
+			fprintf(stderr, "%s:%d: contract broken: %s\n", __FILE__, __LINE__, \
+				#cond);                                                     \
+			abort();                                                            \
+		}                                                                           \
+	} while (0)
+
+/* Failing slow-path calls return a negative errno and leave it, with a message, in @err. */
+static void check_err(int r, const struct vdisk_err *err)
+{
+	if (r < 0)
+		contract(err->code == r && err->msg[0] != '\0');
+}
+
+/*
+ * Translates and reads [@offset, @offset + @len), clipped to the disk. The
+ * extents must tile a prefix of the range in order (all of it when fewer
+ * than the maximum came back).
+ */
+static void read_range(struct vhdx_image *img, uint64_t disk, uint64_t offset, uint64_t len)
+{
+	static uint8_t buf[IO_BYTES];
+	struct vdisk_extent ext[MAX_EXTENTS];
+	uint64_t pos = offset;
+	int n;
+
+	if (offset >= disk)
+		return;
+	if (len > disk - offset)
+		len = disk - offset;
+	if (len > IO_BYTES)
+		len = IO_BYTES;
+	n = vhdx_translate(img, offset, len, ext, MAX_EXTENTS);
+	contract(n != 0 && n <= MAX_EXTENTS);
+	for (int i = 0; i < n; i++) {
+		contract(ext[i].offset == pos && ext[i].length > 0);
+		contract(ext[i].length <= offset + len - pos);
+		contract(ext[i].type <= VDISK_EXTENT_UNALLOCATED);
+		contract(ext[i].type != VDISK_EXTENT_DATA || ext[i].fd >= 0);
+		pos += ext[i].length;
+	}
+	if (n > 0 && n < MAX_EXTENTS)
+		contract(pos == offset + len);
+	vhdx_pread(img, buf, len, offset);
+}
+
+static void exercise(const char *path)
+{
+	struct vhdx_open_opts o;
+	struct vhdx_image *img = NULL;
+	struct vhdx_info info;
+	struct vhdx_check_result res;
+	struct vdisk_err err = { 0 };
+	uint64_t disk, block;
+	int r;
+
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK | VHDX_OPEN_NO_PARENT;
+	r = vhdx_open(path, &o, &img, &err);
+	check_err(r, &err);
+	if (r == 0) {
+		contract(img != NULL);
+		vhdx_get_info(img, &info);
+		disk = vhdx_disk_size(img);
+		block = vhdx_block_size(img);
+		/*
+		 * One sector-sized page at the start (present in the child when a
+		 * differencing seed wrote it: reaches the sector bitmap without
+		 * needing the parent), then start, middle and end of the disk,
+		 * and a range across the first block boundary.
+		 */
+		read_range(img, disk, 0, 4096);
+		read_range(img, disk, 0, IO_BYTES);
+		read_range(img, disk, disk / 2 & ~(uint64_t)511, IO_BYTES);
+		read_range(img, disk, disk > IO_BYTES ? disk - IO_BYTES : 0, IO_BYTES);
+		if (block > 4096)
+			read_range(img, disk, block - 4096, 8192);
+		/* Unaligned, odd-length read. */
+		read_range(img, disk, disk / 3 + 1, 1000);
+		vdisk_err_clear(&err);
+		check_err(vhdx_close(img, &err), &err);
+	}
+	vdisk_err_clear(&err);
+	memset(&res, 0, sizeof(res));
+	check_err(vhdx_check(path, 0, noop_report, NULL, &res, &err), &err);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char path[64];
+	int fd;
+
+	if (size < RECORD_HDR)
+		return 0;
+	fd = memfd_create("fuzz-vhdx-open", MFD_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (expand(fd, data, size) == 0) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		exercise(path);
+	}
+	close(fd);
+	return 0;
+}
