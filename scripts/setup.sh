@@ -12,7 +12,7 @@ PKGS=(
 	fuse3 jq util-linux fdisk e2fsprogs kmod xxhash
 	# peers
 	qemu-utils libvhdi-utils qemu-system-x86 qemu-system-common qemu-block-extra
-	fio nbdkit busybox-static cpio linux-image-amd64 valgrind
+	fio nbdkit busybox-static cpio linux-image-amd64 valgrind libnbd-bin
 )
 
 missing=()
