@@ -9,6 +9,7 @@
  * already reads as zeros.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,14 @@
 #define COPY_EXTENTS 256
 #define ZERO_GRAIN 4096u
 #define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
+#define READAHEAD_WINDOW (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
+
+/* Reader: how far the translated extents have been announced to the kernel. */
+struct readahead {
+	const struct vdisk_extent *ext;
+	int n, idx;
+	uint64_t done; /* bytes of ext[idx] already announced */
+};
 
 struct copy_buf {
 	char *data;      /* COPY_CHUNK bytes */
@@ -42,6 +51,7 @@ struct copy_pipe {
 	uint64_t err_offset;
 	struct vdisk_disk *src;
 	struct copy_buf *cur;        /* reader: buffer being filled, not yet handed over */
+	struct readahead ra;
 };
 
 /* Reader: waits for a free buffer. NULL when the writer asked to stop. */
@@ -95,6 +105,34 @@ static int pread_zfill(int fd, char *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * Reader: asks the kernel to read the data extents up to virtual offset
+ * @upto in the background, so the device sees many requests at once (one
+ * synchronous pread at a time leaves it idle between reads).
+ */
+static void advise_ahead(struct readahead *ra, uint64_t upto)
+{
+	const struct vdisk_extent *e;
+	uint64_t start, len;
+
+	while (ra->idx < ra->n) {
+		e = &ra->ext[ra->idx];
+		start = e->offset + ra->done;
+		if (e->type == VDISK_EXTENT_DATA && start >= upto)
+			return;
+		if (e->type == VDISK_EXTENT_DATA) {
+			len = MIN_U64(e->offset + e->length, upto) - start;
+			posix_fadvise(e->fd, (off_t)(e->file_offset + ra->done), (off_t)len,
+				      POSIX_FADV_WILLNEED);
+			ra->done += len;
+			if (ra->done < e->length)
+				return;
+		}
+		ra->idx++;
+		ra->done = 0;
+	}
+}
+
 /* Reader: appends one DATA extent to the buffers. 0, 1 when told to stop, or -errno. */
 static int read_extent(struct copy_pipe *p, const struct vdisk_extent *e)
 {
@@ -114,6 +152,7 @@ static int read_extent(struct copy_pipe *p, const struct vdisk_extent *e)
 			p->cur->len = 0;
 		}
 		b = p->cur;
+		advise_ahead(&p->ra, voff + READAHEAD_WINDOW);
 		boundary = (b->offset / COPY_CHUNK + 1) * COPY_CHUNK;
 		n = MIN_U64(boundary - voff, e->length - done);
 		r = pread_zfill(e->fd, b->data + b->len, (size_t)n, e->file_offset + done);
@@ -141,6 +180,7 @@ static int read_all(struct copy_pipe *p)
 			p->err_offset = off;
 			return n < 0 ? n : -EIO;
 		}
+		p->ra = (struct readahead){ .ext = ext, .n = n };
 		for (i = 0; i < n && r == 0; i++)
 			if (ext[i].type == VDISK_EXTENT_DATA)
 				r = read_extent(p, &ext[i]);
@@ -213,6 +253,22 @@ static int write_runs(struct vdisk_disk *dst, const struct copy_buf *b, uint64_t
 	return 0;
 }
 
+/*
+ * Starts writing back what was just written to @dst, without waiting: the
+ * final flush then finds little left to do, and the device writes while
+ * the copy goes on.
+ */
+static void start_writeback(struct vdisk_disk *dst, uint64_t offset, uint64_t length)
+{
+	struct vdisk_extent ext[8];
+	int i, n = vdisk_disk_translate(dst, offset, length, ext, 8);
+
+	for (i = 0; i < n; i++)
+		if (ext[i].type == VDISK_EXTENT_DATA && ext[i].layer == 0)
+			sync_file_range(ext[i].fd, (off_t)ext[i].file_offset,
+					(off_t)ext[i].length, SYNC_FILE_RANGE_WRITE);
+}
+
 static int write_all(struct copy_pipe *p, struct vdisk_disk *dst, struct progress *bar,
 		     uint64_t *ret_at)
 {
@@ -220,8 +276,11 @@ static int write_all(struct copy_pipe *p, struct vdisk_disk *dst, struct progres
 	int r = 0;
 
 	while ((b = get_filled(p)) != NULL) {
-		if (!b->zero)
+		if (!b->zero) {
 			r = write_runs(dst, b, ret_at);
+			if (r == 0)
+				start_writeback(dst, b->offset, b->len);
+		}
 		if (r < 0) {
 			pthread_mutex_lock(&p->lock);
 			p->stop = true;
