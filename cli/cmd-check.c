@@ -133,8 +133,8 @@ static int print_json(const char *path, const struct vhdx_check_result *res,
 static void print_human(const struct vhdx_check_result *res, uint64_t end, bool repair)
 {
 	if (repair && res->repaired)
-		printf("%llu problems were found and repaired.\n",
-		       (unsigned long long)res->repaired);
+		printf("%llu problem%s found and repaired.\n", (unsigned long long)res->repaired,
+		       res->repaired == 1 ? " was" : "s were");
 	if (res->corruptions == 0 && res->leaks == 0)
 		printf("No errors were found on the image.\n");
 	if (res->corruptions)
