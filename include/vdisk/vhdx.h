@@ -54,6 +54,8 @@ struct vhdx_create_opts {
 	uint32_t log_size_bytes;        /* 0: 1 MiB */
 	const char *parent_path;        /* differencing only: the parent image */
 	bool overwrite;                 /* replace an existing file */
+	const char *snapshot_name;      /* differencing only: the parent is snapshot NAME (vdisk item) */
+	int64_t snapshot_time;          /* its creation time, seconds since the epoch */
 };
 
 /* Fills @o with defaults; @size is sizeof(*o) as the caller knows it. */
@@ -240,6 +242,63 @@ enum {
  */
 VDISK_API int vhdx_check(const char *path, unsigned flags, vhdx_check_report_fn report,
 			 void *opaque, struct vhdx_check_result *res, struct vdisk_err *err);
+
+/* ---- differencing chains: snapshots, merge, rebase ---- */
+
+/* Progress of long operations: @done of @total bytes. May be NULL. */
+typedef void (*vhdx_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+struct vhdx_snapshot {
+	char name[128];
+	int64_t created;       /* seconds since the epoch */
+	char file[4096];       /* the frozen file holding the snapshot's content */
+	char parent[4096];     /* that file's parent, "" for a base image */
+	uint64_t size_bytes;
+};
+
+/*
+ * Freezes @path's current content into a new read-only file (returned in
+ * @ret_file) and turns @path itself into a differencing child of it, so
+ * whatever uses @path keeps working. Atomic: a crash leaves @path either the
+ * old image or the new child. The image must not be in use.
+ */
+VDISK_API int vhdx_snapshot_create(const char *path, const char *name, char *ret_file,
+				   size_t ret_cap, struct vdisk_err *err);
+/* Lists the snapshots in @path's chain, newest first. Free *ret with free(). */
+VDISK_API int vhdx_snapshot_list(const char *path, struct vhdx_snapshot **ret, unsigned *ret_n,
+				 struct vdisk_err *err);
+/* Throws away everything written after snapshot @name (and newer snapshots). */
+VDISK_API int vhdx_snapshot_revert(const char *path, const char *name, struct vdisk_err *err);
+/* Removes snapshot @name, merging its layer so every other snapshot keeps its content. */
+VDISK_API int vhdx_snapshot_delete(const char *path, const char *name, struct vdisk_err *err);
+
+enum {
+	VHDX_MERGE_FORCE = 1 << 0,      /* merge even though the target has other children */
+	VHDX_MERGE_KEEP_CHILD = 1 << 1, /* do not delete the merged layers */
+};
+
+/*
+ * Commits @child (and every layer between it and @into) into the ancestor
+ * @into (NULL: the direct parent): only sectors those layers hold are
+ * copied. Children of @child found in its folder or @search_dirs are re-linked
+ * to @into, then the merged layers are deleted. Crash-safe and restartable:
+ * re-running a merge that was interrupted finishes it.
+ */
+VDISK_API int vhdx_merge(const char *child, const char *into, unsigned flags,
+			 const char *const *search_dirs, vhdx_progress_fn progress, void *opaque,
+			 struct vdisk_err *err);
+
+enum {
+	VHDX_REBASE_UNSAFE = 1 << 0, /* only rewrite the parent link, copy nothing */
+};
+
+/*
+ * Makes @new_parent the parent of @child. Safe mode first copies into the
+ * child every sector where the old backing content differs from the new
+ * parent's, so what the child reads does not change.
+ */
+VDISK_API int vhdx_rebase(const char *child, const char *new_parent, unsigned flags,
+			  vhdx_progress_fn progress, void *opaque, struct vdisk_err *err);
 
 /* True when the first bytes of @fd are the VHDX file identifier. */
 VDISK_API bool vhdx_probe_fd(int fd);

@@ -481,7 +481,7 @@ int vhdx_flush(struct vhdx_image *img)
 		goto out;
 	}
 	img->flushed_end = img->file_end;
-	if (img->nr_dirty || img->nr_sbm_dirty)
+	if (img->nr_dirty || img->nr_sbm_dirty || img->nr_extra)
 		r = vhdx_log_commit_locked(img);
 out:
 	pthread_mutex_unlock(&img->lock);

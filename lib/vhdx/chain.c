@@ -158,8 +158,12 @@ static int open_parent(struct vhdx_image *img, const struct vhdx_open_opts *o, u
 		char g[VDISK_GUID_STRLEN];
 		int r;
 
+		char real[PATH_MAX];
+
 		if (stat(cand[i], &st) < 0)
 			continue;
+		if (realpath(cand[i], real))
+			snprintf(cand[i], PATH_MAX, "%s", real);
 		for (unsigned k = 0; k <= depth; k++)
 			if (devs[k] == st.st_dev && inos[k] == st.st_ino)
 				return vdisk_err_set(err, -ELOOP,

@@ -40,6 +40,8 @@ struct layout {
 	bool fixed, child;
 	struct vdisk_guid page83, parent_dwg;
 	struct vhdx_locator loc;
+	const char *snap_name;
+	int64_t snap_time;
 };
 
 static int validate(const struct vhdx_create_opts *o, struct layout *L, struct vdisk_err *err)
@@ -142,6 +144,15 @@ static int write_meta(int fd, const struct layout *L, struct vdisk_err *err)
 			return vdisk_err_set(err, r, "parent locator does not fit");
 		ITEM(vhdx_guid_parent_locator, (uint32_t)r, VHDX_META_IS_REQUIRED);
 	}
+	if (L->child && L->snap_name) {
+		size_t nl = strlen(L->snap_name);
+		if (nl > 255)
+			return vdisk_err_set(err, -EINVAL, "snapshot name longer than 255 bytes");
+		put_le64(buf + pos, (uint64_t)L->snap_time);
+		put_le16(buf + pos + 8, (uint16_t)nl);
+		memcpy(buf + pos + 10, L->snap_name, nl);
+		ITEM(vhdx_guid_vdisk_snapshot, (uint32_t)(10 + nl), VHDX_META_IS_USER);
+	}
 #undef ITEM
 	vhdx_meta_table_encode(&mt, buf);
 	r = vdisk_pwrite_full(fd, buf, META_LENGTH, META_OFFSET);
@@ -236,7 +247,7 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *o, struct vdisk
 	}
 	{
 		struct vhdx_create_opts c = *o;
-		if (L.child) {
+		if (o->type == VHDX_TYPE_DIFFERENCING) {
 			c.disk_size_bytes = L.disk_size;
 			c.logical_sector_bytes = L.lsec;
 			c.physical_sector_bytes = L.psec;
@@ -245,6 +256,8 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *o, struct vdisk
 	}
 	if (r < 0)
 		return vdisk_err_prefix(err, "%s: ", path);
+	L.snap_name = o->snapshot_name;
+	L.snap_time = o->snapshot_time;
 	if (!L.child && (r = vdisk_guid_generate(&L.page83)) < 0)
 		return vdisk_err_set(err, r, "%s: random GUID: %s", path, strerror(-r));
 	compute(&L);

@@ -329,6 +329,10 @@ static size_t collect_pages(struct vhdx_image *img, struct page_ref *pages, uint
 		pages[n].data = scratch + n * SECTOR;
 		n++;
 	}
+	for (size_t i = 0; i < img->nr_extra; i++) {
+		pages[n].file_offset = img->extra[i].offset;
+		pages[n++].data = img->extra[i].data;
+	}
 	return n;
 }
 
@@ -408,7 +412,7 @@ static int commit_batch(struct vhdx_image *img, const struct page_ref *pages, si
 
 int vhdx_log_commit_locked(struct vhdx_image *img)
 {
-	size_t total = img->nr_dirty + img->nr_sbm_dirty;
+	size_t total = img->nr_dirty + img->nr_sbm_dirty + img->nr_extra;
 	/* keep one sector free (section 10.3) and one for descriptors of every 126 pages */
 	size_t per_entry = MIN((size_t)(img->log_length / SECTOR) * 126 / 128 - 2, 4000);
 	VDISK_AUTOFREE uint8_t *scratch = vdisk_aligned_alloc(total * SECTOR);
@@ -433,6 +437,11 @@ int vhdx_log_commit_locked(struct vhdx_image *img)
 	if (img->sbm_dirty)
 		memset(img->sbm_dirty, 0, DIV_ROUND_UP(img->nr_chunks * 256, 8));
 	img->nr_dirty = img->nr_sbm_dirty = 0;
+	for (size_t k = 0; k < img->nr_extra; k++)
+		free(img->extra[k].data);
+	free(img->extra);
+	img->extra = NULL;
+	img->nr_extra = 0;
 	return 0;
 }
 

@@ -461,6 +461,9 @@ void vhdx_free(struct vhdx_image *img)
 	for (size_t i = 0; i < img->nr_ov; i++)
 		free(img->ov[i].data);
 	free(img->ov);
+	for (size_t i = 0; i < img->nr_extra; i++)
+		free(img->extra[i].data);
+	free(img->extra);
 	free(img->sbm);
 	free(img->sbm_dirty);
 	free(img->dirty);
@@ -510,7 +513,9 @@ int vhdx_session_begin_locked(struct vhdx_image *img, bool data)
 		return 0;
 	if (img->session == 0 && (r = vdisk_guid_generate(&h.file_write_guid)) < 0)
 		return r;
-	if (data && (r = vdisk_guid_generate(&h.data_write_guid)) < 0)
+	if (data && !vdisk_guid_is_zero(&img->next_dwg))
+		h.data_write_guid = img->next_dwg; /* a merge announced this GUID to the children first */
+	else if (data && (r = vdisk_guid_generate(&h.data_write_guid)) < 0)
 		return r;
 	r = vhdx_header_update(img, &h);
 	if (r < 0)

@@ -219,6 +219,9 @@ struct vhdx_image {
 	uint8_t *sbm_dirty; /* one bit per 4 KiB page of each bitmap: nr_chunks * 256 bits */
 	uint64_t nr_sbm_dirty;
 	int sticky_err;
+	struct vhdx_overlay *extra; /* changed metadata-region pages for the next commit */
+	size_t nr_extra;
+	struct vdisk_guid next_dwg; /* non-zero: the DataWriteGuid the next data session takes */
 
 	/* log */
 	uint64_t log_offset;
@@ -258,6 +261,17 @@ int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err);
 void vhdx_bat_set_locked(struct vhdx_image *img, uint64_t idx, uint64_t entry);
 void vhdx_sbm_mark_dirty_locked(struct vhdx_image *img, uint64_t chunk, uint64_t bit_first,
 				uint64_t bit_count);
+
+/* meta.c */
+extern const struct vdisk_guid vhdx_guid_vdisk_snapshot;
+int vhdx_meta_set_item_locked(struct vhdx_image *img, const struct vdisk_guid *id,
+			      uint32_t flags, const uint8_t *data, uint32_t len);
+/* Replaces the parent locator (journaled at the next flush). */
+int vhdx_set_locator(struct vhdx_image *img, const struct vhdx_locator *loc);
+int vhdx_get_user_item(struct vhdx_image *img, const struct vdisk_guid *id, uint8_t *buf,
+		       size_t cap, size_t *ret_len);
+int vhdx_set_user_item(struct vhdx_image *img, const struct vdisk_guid *id, const uint8_t *data,
+		       uint32_t len);
 
 /* chain.c */
 int vhdx_chain_open(struct vhdx_image *img, const struct vhdx_open_opts *o,
