@@ -560,6 +560,22 @@ static int unmap_range(struct vhdx_image *img, uint64_t offset, uint64_t length,
 				r = punch(img, off + inb, run);
 			continue;
 		}
+		if (img->has_parent) {
+			/*
+			 * A child must hide its parent's data here. The ZERO state would
+			 * do, but libvhdi reads ZERO blocks of a child from the parent;
+			 * a FULLY_PRESENT block whose space is a hole reads as zeros in
+			 * every reader and costs no disk space.
+			 */
+			uint64_t boff = off;
+			if (!mapped)
+				r = grow_file_locked(img, img->block_size, &boff);
+			if (r == 0)
+				r = punch(img, boff, img->block_size);
+			if (r == 0)
+				vhdx_bat_set_locked(img, idx, boff | VHDX_BLOCK_FULLY_PRESENT);
+			continue;
+		}
 		if (mapped)
 			r = punch(img, off, img->block_size);
 		if (r < 0)
@@ -567,8 +583,7 @@ static int unmap_range(struct vhdx_image *img, uint64_t offset, uint64_t length,
 		if (!zero && !img->has_parent && mapped)
 			/* UNMAPPED keeps the (now hole-punched) space for reuse by the next write */
 			vhdx_bat_set_locked(img, idx, off | VHDX_BLOCK_UNMAPPED);
-		else if (zero || img->has_parent || st != VHDX_BLOCK_NOT_PRESENT)
-			/* in a child, ZERO hides the parent's data, as a discard must */
+		else if (zero || st != VHDX_BLOCK_NOT_PRESENT)
 			vhdx_bat_set_locked(img, idx, VHDX_BLOCK_ZERO);
 	}
 	pthread_mutex_unlock(&img->lock);
