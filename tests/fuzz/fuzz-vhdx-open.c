@@ -8,8 +8,9 @@
  * through /proc/self/fd/N:
  *
  *   input   := size_hdr record*
- *   size_hdr:= LE32: minimum file size in 4 KiB pages (taken modulo 4097,
- *              so 0..4096 pages = at most 16 MiB)
+ *   size_hdr:= LE32: bits 0-30: minimum file size in 4 KiB pages (taken
+ *              modulo 4097, so 0..4096 pages = at most 16 MiB); bit 31:
+ *              fix checksums (below)
  *   record  := LE32 page, then up to 4096 bytes of page data
  *              page: the low 12 bits give the page number (file offset =
  *              number * 4 KiB, below 16 MiB); the upper bits are ignored.
@@ -20,7 +21,17 @@
  * The file size is the larger of size_hdr and the end of the highest page
  * written; everything not written reads as zeros. Inputs shorter than 4
  * bytes are ignored. fixtures/make-fuzz-seeds.sh turns real images made by
- * vdisk and qemu-img into this form (their non-zero pages below 16 MiB).
+ * vdisk and qemu-img into this form (their non-zero pages below 16 MiB),
+ * with bit 31 set.
+ *
+ * Headers, region tables and log entries carry CRC-32C checksums, which
+ * random mutations almost always break, so the fuzzer would rarely get past
+ * them. With bit 31 set the harness recomputes, after expansion, the
+ * checksum of each header (64 and 128 KiB) and region table (192 and 256
+ * KiB) that has its signature, and of each log entry ("loge" at a 4 KiB
+ * boundary of a header's log region, not wrapping, at most 4 MiB): mutated
+ * fields then reach the validation behind the checksum. With bit 31 clear
+ * the file is used as written, which exercises the checksum checks.
  *
  * Besides memory errors, the target aborts on a broken API contract: a
  * failing call must return -errno and leave that code and a message in its
@@ -36,11 +47,13 @@
 
 #include <vdisk/vhdx.h>
 
-#define PAGE_BYTES  4096u
-#define MAX_PAGES   4096u /* 16 MiB */
-#define RECORD_HDR  4u
-#define IO_BYTES    (64u * 1024)
-#define MAX_EXTENTS 16
+#define PAGE_BYTES   4096u
+#define MAX_PAGES    4096u /* 16 MiB */
+#define RECORD_HDR   4u
+#define IO_BYTES     (64u * 1024)
+#define MAX_EXTENTS  16
+#define FLAG_FIX_CRC (1u << 31)
+#define MAX_LOG_SCAN (4u << 20)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,10 +62,76 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* Sets the checksum at +4 of the @len-byte structure at @buf (zeroed while computing). */
+static void set_crc(uint8_t *buf, size_t len)
+{
+	put_le32(buf + 4, 0);
+	put_le32(buf + 4, vdisk_crc32c(0, buf, len));
+}
+
+/* Fixes the checksum of the structure at @off in @fd when it starts with @sig. */
+static void fix_struct(int fd, uint64_t off, size_t len, const char *sig)
+{
+	static uint8_t buf[64 * 1024];
+
+	if (pread(fd, buf, len, (off_t)off) != (ssize_t)len || memcmp(buf, sig, strlen(sig)))
+		return;
+	set_crc(buf, len);
+	(void)!pwrite(fd, buf, len, (off_t)off);
+}
+
+/* Fixes every non-wrapping log entry of the log that the header at @hdr_off points to. */
+static void fix_log(int fd, uint64_t hdr_off)
+{
+	static uint8_t log[MAX_LOG_SCAN];
+	uint8_t hdr[80];
+	uint64_t log_off, log_len;
+
+	if (pread(fd, hdr, sizeof(hdr), (off_t)hdr_off) != sizeof(hdr) || memcmp(hdr, "head", 4))
+		return;
+	log_len = le32(hdr + 68);
+	log_off = le32(hdr + 72) | (uint64_t)le32(hdr + 76) << 32;
+	if (log_len > MAX_LOG_SCAN || log_off % PAGE_BYTES ||
+	    log_off + log_len > (uint64_t)MAX_PAGES * PAGE_BYTES)
+		return;
+	if (pread(fd, log, log_len, (off_t)log_off) != (ssize_t)log_len)
+		return;
+	for (uint64_t p = 0; p + PAGE_BYTES <= log_len;) {
+		uint32_t entry_len = le32(log + p + 8);
+
+		if (memcmp(log + p, "loge", 4) || entry_len == 0 || entry_len % PAGE_BYTES ||
+		    entry_len > log_len - p) {
+			p += PAGE_BYTES;
+			continue;
+		}
+		set_crc(log + p, entry_len);
+		p += entry_len;
+	}
+	(void)!pwrite(fd, log, log_len, (off_t)log_off);
+}
+
+static void fix_checksums(int fd)
+{
+	fix_struct(fd, 64 * 1024, 4096, "head");
+	fix_struct(fd, 128 * 1024, 4096, "head");
+	fix_struct(fd, 192 * 1024, 64 * 1024, "regi");
+	fix_struct(fd, 256 * 1024, 64 * 1024, "regi");
+	fix_log(fd, 64 * 1024);
+	fix_log(fd, 128 * 1024);
+}
+
 /* Expands the sparse description into @fd. Returns 0 or -errno. */
 static int expand(int fd, const uint8_t *data, size_t size)
 {
-	uint64_t file_pages = le32(data) % (MAX_PAGES + 1);
+	uint64_t file_pages = (le32(data) & ~FLAG_FIX_CRC) % (MAX_PAGES + 1);
 	size_t pos = RECORD_HDR;
 
 	while (pos + RECORD_HDR <= size) {
@@ -71,6 +150,8 @@ static int expand(int fd, const uint8_t *data, size_t size)
 	}
 	if (ftruncate(fd, (off_t)(file_pages * PAGE_BYTES)) < 0)
 		return -errno;
+	if (le32(data) & FLAG_FIX_CRC)
+		fix_checksums(fd);
 	return 0;
 }
 
