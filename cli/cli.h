@@ -47,6 +47,19 @@ int cmd_write(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_checksum(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_merge(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_rebase(const struct vdisk_cmd *cmd, int argc, char **argv);
+
+/* --search-dir DIR (repeatable): extra folders where parents are looked for (cmd-merge.c). */
+#define CLI_MAX_SEARCH_DIRS 16
+struct cli_search_dirs {
+	const char *dirs[CLI_MAX_SEARCH_DIRS + 1]; /* NULL-terminated, as vhdx_open_opts wants */
+	unsigned n;
+};
+
+/* Adds @dir (must be a folder). 0 or a usage error exit code. */
+int cli_search_dir_add(const struct vdisk_cmd *cmd, struct cli_search_dirs *s, const char *dir);
 
 /* getopt_long values shared by every command (above any short option character). */
 enum {
@@ -57,6 +70,7 @@ enum {
 };
 
 #define CLI_LONGOPT_HELP { "help", no_argument, NULL, CLI_OPT_HELP }
+#define CLI_OPT_SEARCH_DIR 0x1ff /* --search-dir, shared by the chain commands */
 #define CLI_LONGOPT_JSON { "json", no_argument, NULL, CLI_OPT_JSON }, \
 			 { "output", required_argument, NULL, CLI_OPT_OUTPUT }
 

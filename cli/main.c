@@ -50,6 +50,25 @@ static const struct vdisk_cmd commands[] = {
 	  "List the data, zero and unallocated ranges of the virtual disk", OPT_JSON_HELP },
 	{ "checksum", cmd_checksum, 1, -1, "FILE...",
 	  "Print the XXH3-128 hash of the virtual content, as xxhsum -H2 does", "" },
+	{ "snapshot", cmd_snapshot, 2, 3,
+	  "create [--name NAME] FILE | list [--json] FILE | revert FILE NAME | delete FILE NAME",
+	  "Freeze FILE into a snapshot that FILE keeps running on, list, revert to or delete "
+	  "snapshots",
+	  "  --name NAME                 create: the snapshot's name (default: the time,\n"
+	  "                              YYYYmmddTHHMMSSZ)\n" OPT_JSON_HELP },
+	{ "merge", cmd_merge, 1, 1,
+	  "[-p] [--force] [--keep-child] [--search-dir DIR]... CHILD [--into ANCESTOR]",
+	  "Commit a differencing image into its parent or an older ancestor",
+	  "  -p, --progress              show a progress bar on stderr\n"
+	  "  --into ANCESTOR             merge into this ancestor (default: the parent)\n"
+	  "  --force                     merge even when the target has other children\n"
+	  "  --keep-child                keep the merged layers' files\n"
+	  "  --search-dir DIR            look for parents and children in DIR too\n" },
+	{ "rebase", cmd_rebase, 1, 1, "[--unsafe] [-p] --parent NEWPARENT CHILD",
+	  "Make NEWPARENT the parent of CHILD, keeping CHILD's content unless --unsafe",
+	  "  --parent NEWPARENT          the new parent image\n"
+	  "  --unsafe                    only rewrite the parent link, copy nothing\n"
+	  "  -p, --progress              show a progress bar on stderr\n" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
