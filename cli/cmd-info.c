@@ -4,7 +4,10 @@
  * their parent chain (so an orphaned differencing image still shows its
  * parent locator); anything else is shown as raw. JSON keys follow
  * qemu-img info where the meaning matches (virtual-size, cluster-size,
- * actual-size, dirty-flag, backing-filename).
+ * actual-size, dirty-flag, backing-filename). With --chain the parents are
+ * opened too (as a read would, --search-dir folders included) and every
+ * layer is shown, top first; --json then prints an array, as qemu-img info
+ * --backing-chain does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,8 +20,14 @@
 #include "cli.h"
 #include "json.h"
 
+enum {
+	OPT_CHAIN = CLI_OPT_FIRST_PRIVATE,
+};
+
 static const struct option info_options[] = {
 	CLI_LONGOPT_JSON,
+	{ "chain", no_argument, NULL, OPT_CHAIN },
+	{ "search-dir", required_argument, NULL, CLI_OPT_SEARCH_DIR },
 	CLI_LONGOPT_HELP,
 	{ NULL, 0, NULL, 0 },
 };
@@ -105,23 +114,35 @@ static void info_vhdx_json(struct json_writer *w, const struct vhdx_info *in)
 	}
 }
 
+static void info_object_json(struct json_writer *w, const char *path, const char *format,
+			     uint64_t size, const struct stat *st, const struct vhdx_info *in)
+{
+	json_object_begin(w, NULL);
+	json_u64(w, "virtual-size", size);
+	json_string(w, "filename", path);
+	json_string(w, "format", format);
+	json_u64(w, "actual-size", (uint64_t)st->st_blocks * 512);
+	json_u64(w, "file-size", (uint64_t)st->st_size);
+	if (in)
+		info_vhdx_json(w, in);
+	else
+		json_bool(w, "dirty-flag", false);
+	if (in && in->chain_depth) {
+		/* --chain: the parent file actually opened (qemu-img's full-backing-filename) */
+		json_u64(w, "chain-depth", in->chain_depth);
+		if (in->has_parent)
+			json_string(w, "full-backing-filename", in->parent_path);
+	}
+	json_object_end(w);
+}
+
 static int print_json(const char *path, const char *format, uint64_t size,
 		      const struct stat *st, const struct vhdx_info *in)
 {
 	struct json_writer w;
 
 	json_init(&w, stdout);
-	json_object_begin(&w, NULL);
-	json_u64(&w, "virtual-size", size);
-	json_string(&w, "filename", path);
-	json_string(&w, "format", format);
-	json_u64(&w, "actual-size", (uint64_t)st->st_blocks * 512);
-	json_u64(&w, "file-size", (uint64_t)st->st_size);
-	if (in)
-		info_vhdx_json(&w, in);
-	else
-		json_bool(&w, "dirty-flag", false);
-	json_object_end(&w);
+	info_object_json(&w, path, format, size, st, in);
 	return json_finish(&w);
 }
 
@@ -181,9 +202,13 @@ static void info_vhdx_human(const struct vhdx_info *in)
 	}
 	if (in->leave_block_allocated)
 		printf("%-20s yes\n", "leave blocks allocated:");
+	if (in->chain_depth)
+		printf("%-20s %u\n", "chain depth:", in->chain_depth);
 	if (!in->has_parent)
 		return;
 	printf("%-20s %s\n", "parent:", locator_parent(in) ? locator_parent(in) : "(unknown)");
+	if (in->chain_depth && in->parent_path)
+		printf("%-20s %s\n", "parent file:", in->parent_path);
 	for (i = 0; i < in->locator_count && i < VHDX_MAX_LOCATOR_ENTRIES; i++)
 		printf("  %-18s %s\n", in->locator[i].key, in->locator[i].value);
 }
@@ -215,8 +240,59 @@ static int load_vhdx(const struct vdisk_cmd *cmd, const char *path, struct vhdx_
 		return cli_fail_err(cmd, path, r, &err);
 	vhdx_get_info(img, in);
 	in->parent_path = NULL; /* borrowed from img */
+	in->chain_depth = 0;    /* parents not opened: unknown */
 	vhdx_close(img, NULL);
 	return 0;
+}
+
+/* --chain: opens @path with its parents and shows every layer, top first. 0 or 1. */
+static int show_chain(const struct vdisk_cmd *cmd, const char *path, bool json,
+		      const char *const *search_dirs)
+{
+	struct vhdx_open_opts o;
+	struct vhdx_image *top, *l;
+	struct vdisk_err err = { 0 };
+	struct vhdx_info *in = calloc(1, sizeof(*in));
+	struct json_writer w;
+	struct stat st;
+	int r = 0;
+
+	if (!in)
+		return cli_fail(cmd, "%s", strerror(ENOMEM));
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = VHDX_OPEN_RDONLY;
+	o.search_dirs = search_dirs;
+	r = vhdx_open(path, &o, &top, &err);
+	if (r < 0) {
+		free(in);
+		return cli_fail_err(cmd, path, r, &err);
+	}
+	json_init(&w, stdout);
+	if (json)
+		json_array_begin(&w, NULL);
+	for (l = top; l && r == 0; l = vhdx_parent(l)) {
+		const char *lp = vhdx_path(l);
+		if (stat(lp, &st) < 0) {
+			r = cli_fail(cmd, "%s: %s", lp, strerror(errno));
+			break;
+		}
+		vhdx_get_info(l, in);
+		if (json) {
+			info_object_json(&w, lp, "vhdx", in->disk_size_bytes, &st, in);
+		} else {
+			if (l != top)
+				printf("\n");
+			print_human(lp, "vhdx", in->disk_size_bytes, &st, in);
+		}
+	}
+	if (json) {
+		json_array_end(&w);
+		if (r == 0 && json_finish(&w) < 0)
+			r = cli_fail(cmd, "writing the output failed");
+	}
+	vhdx_close(top, NULL);
+	free(in);
+	return r;
 }
 
 /* Size of a raw file or block device through the disk interface. 0 or exit code 1. */
@@ -280,7 +356,8 @@ static int show_info(const struct vdisk_cmd *cmd, const char *path, bool json)
 
 int cmd_info(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
-	bool json = false;
+	struct cli_search_dirs dirs = { { NULL }, 0 };
+	bool json = false, chain = false;
 	int c, r;
 
 	while ((c = cli_getopt(cmd, argc, argv, "", info_options)) != -1) {
@@ -293,6 +370,14 @@ int cmd_info(const struct vdisk_cmd *cmd, int argc, char **argv)
 			if (r)
 				return r;
 			break;
+		case OPT_CHAIN:
+			chain = true;
+			break;
+		case CLI_OPT_SEARCH_DIR:
+			r = cli_search_dir_add(cmd, &dirs, optarg);
+			if (r)
+				return r;
+			break;
 		case CLI_OPT_HELP:
 			return CLI_EXIT_OK;
 		default:
@@ -302,5 +387,9 @@ int cmd_info(const struct vdisk_cmd *cmd, int argc, char **argv)
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
+	if (dirs.n && !chain)
+		return cli_usage(cmd, "--search-dir needs --chain");
+	if (chain)
+		return show_chain(cmd, argv[optind], json, dirs.n ? dirs.dirs : NULL);
 	return show_info(cmd, argv[optind], json);
 }

@@ -26,9 +26,11 @@ static const struct vdisk_cmd commands[] = {
 	  "  --parent P                  make a differencing image over P; SIZE defaults\n"
 	  "                              to the parent's\n"
 	  "  --overwrite                 replace FILE when it exists\n" },
-	{ "info", cmd_info, 1, 1, "[--json] FILE",
+	{ "info", cmd_info, 1, 1, "[--json] [--chain [--search-dir DIR]...] FILE",
 	  "Show the format, sizes, type, GUIDs, log state and parent locator of an image",
-	  OPT_JSON_HELP },
+	  OPT_JSON_HELP
+	  "  --chain                     open the parents too and show every layer, top first\n"
+	  "  --search-dir DIR            with --chain: look for parents in DIR too\n" },
 	{ "check", cmd_check, 1, 1, "[--json] [--repair] FILE",
 	  "Check a VHDX image for corruption and leaked space (exit 0 clean, 2 corrupt, "
 	  "3 leaks)",
