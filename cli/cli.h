@@ -47,9 +47,13 @@ int cmd_write(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_checksum(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_serve(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_umount(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_merge(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_rebase(const struct vdisk_cmd *cmd, int argc, char **argv);
+int cmd_lun(const struct vdisk_cmd *cmd, int argc, char **argv);
 
 /* --search-dir DIR (repeatable): extra folders where parents are looked for (cmd-merge.c). */
 #define CLI_MAX_SEARCH_DIRS 16

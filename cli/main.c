@@ -50,8 +50,23 @@ static const struct vdisk_cmd commands[] = {
 	  "Discard a range of the virtual disk; it reads as zeros afterwards", "" },
 	{ "map", cmd_map, 1, 1, "[--json] FILE",
 	  "List the data, zero and unallocated ranges of the virtual disk", OPT_JSON_HELP },
+	{ "serve", cmd_serve, 0, -1, "[--nbd ADDR] [--vhost-user-blk SOCKET] [OPTIONS] IMAGE",
+	  "Serve a disk over NBD and vhost-user-blk (runs vsp-storage; see vsp-storage --help)",
+	  "" },
 	{ "checksum", cmd_checksum, 1, -1, "FILE...",
 	  "Print the XXH3-128 hash of the virtual content, as xxhsum -H2 does", "" },
+	{ "mount", cmd_mount, 2, 3,
+	  "[--rw] [--allow-other] [-f] [-d] [--fs PART] IMAGE MOUNTPOINT [DIR]",
+	  "Show IMAGE on MOUNTPOINT as the files disk, p1, p2... (one per partition)",
+	  "  --rw                        writable, with an exclusive lock (default read-only)\n"
+	  "  --allow-other               let other users use the mount\n"
+	  "  -f, --foreground            serve in the foreground until unmounted\n"
+	  "  -d, --debug                 print every FUSE request (implies -f)\n"
+	  "  --fs PART                   (root) also mount the file system of partition\n"
+	  "                              PART (1, p1 or disk) on DIR, through a loop device\n" },
+	{ "umount", cmd_umount, 1, 1, "MOUNTPOINT",
+	  "Take down a vdisk mount (and --fs file systems on it) once the image is closed",
+	  "" },
 	{ "snapshot", cmd_snapshot, 2, 3,
 	  "create [--name NAME] FILE | list [--json] FILE | revert FILE NAME | delete FILE NAME",
 	  "Freeze FILE into a snapshot that FILE keeps running on, list, revert to or delete "
@@ -71,6 +86,16 @@ static const struct vdisk_cmd commands[] = {
 	  "  --parent NEWPARENT          the new parent image\n"
 	  "  --unsafe                    only rewrite the parent link, copy nothing\n"
 	  "  -p, --progress              show a progress bar on stderr\n" },
+	{ "lun", cmd_lun, 1, 4,
+	  "[--map FILE] list [--json] [--all] | map [--readonly] [--force] VM C:T:L DEVICE | "
+	  "unmap VM C:T:L | show [--json] [VM]",
+	  "Passthrough disks: list block devices, map them to VM SCSI slots by stable identity",
+	  "  --map FILE                  the LUN map (default $VDISK_LUN_MAP, else\n"
+	  "                              /var/lib/vdisk/luns.conf)\n"
+	  "  --readonly                  map: the VM gets the device read-only\n"
+	  "  --force                     map: even if another program has it open\n"
+	  "                              exclusively (nothing else is overridable)\n"
+	  "  --all                       list: include empty devices\n" OPT_JSON_HELP },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
