@@ -3,10 +3,9 @@
  * The copy pipeline of vdisk convert. A reader thread translates SRC, reads
  * its data extents straight from the layer files into a ring of buffers
  * (virtually contiguous extents share a buffer; a buffer never crosses a
- * 4 MiB boundary of the virtual disk) and marks all-zero buffers. The
- * calling thread writes each buffer's non-zero 4 KiB runs into DST in
- * order. Unallocated and zero extents are never read: DST is new and
- * already reads as zeros.
+ * 4 MiB boundary of the virtual disk) and marks all-zero buffers; the
+ * calling thread writes them (cli/copy-write.c). Unallocated and zero
+ * extents are never read: DST is new and already reads as zeros.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,14 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "convert.h"
-#include "progress.h"
+#include "copy.h"
 
-#define COPY_CHUNK (4u << 20)
-#define COPY_BUFS 4
 #define COPY_EXTENTS 256
-#define ZERO_GRAIN 4096u
-#define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
 #define READAHEAD_WINDOW (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
 
 /* Reader: how far the translated extents have been announced to the kernel. */
@@ -33,34 +27,13 @@ struct readahead {
 	uint64_t done; /* bytes of ext[idx] already announced */
 };
 
-struct copy_buf {
-	char *data;      /* COPY_CHUNK bytes */
-	uint64_t offset; /* virtual offset of data[0] */
-	size_t len;
-	bool zero;       /* every byte is zero: nothing to write */
-};
-
-struct copy_pipe {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct copy_buf bufs[COPY_BUFS];
-	unsigned head, tail, filled; /* reader fills bufs[head], writer drains bufs[tail] */
-	bool reader_done;
-	bool stop;                   /* the writer failed: the reader must end */
-	int read_err;                /* -errno from the reader */
-	uint64_t err_offset;
-	struct vdisk_disk *src;
-	struct copy_buf *cur;        /* reader: buffer being filled, not yet handed over */
-	struct readahead ra;
-};
-
 /* Reader: waits for a free buffer. NULL when the writer asked to stop. */
 static struct copy_buf *get_free(struct copy_pipe *p)
 {
 	struct copy_buf *b = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	while (p->filled == COPY_BUFS && !p->stop)
+	while (p->free == 0 && !p->stop)
 		pthread_cond_wait(&p->cond, &p->lock);
 	if (!p->stop)
 		b = &p->bufs[p->head];
@@ -78,7 +51,8 @@ static void hand_over(struct copy_pipe *p)
 	b->zero = cli_is_zero(b->data, b->len);
 	pthread_mutex_lock(&p->lock);
 	p->head = (p->head + 1) % COPY_BUFS;
-	p->filled++;
+	p->free--;
+	p->ready++;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	p->cur = NULL;
@@ -134,7 +108,7 @@ static void advise_ahead(struct readahead *ra, uint64_t upto)
 }
 
 /* Reader: appends one DATA extent to the buffers. 0, 1 when told to stop, or -errno. */
-static int read_extent(struct copy_pipe *p, const struct vdisk_extent *e)
+static int read_extent(struct copy_pipe *p, struct readahead *ra, const struct vdisk_extent *e)
 {
 	uint64_t done = 0, voff, boundary, n;
 	struct copy_buf *b;
@@ -152,7 +126,7 @@ static int read_extent(struct copy_pipe *p, const struct vdisk_extent *e)
 			p->cur->len = 0;
 		}
 		b = p->cur;
-		advise_ahead(&p->ra, voff + READAHEAD_WINDOW);
+		advise_ahead(ra, voff + READAHEAD_WINDOW);
 		boundary = (b->offset / COPY_CHUNK + 1) * COPY_CHUNK;
 		n = MIN_U64(boundary - voff, e->length - done);
 		r = pread_zfill(e->fd, b->data + b->len, (size_t)n, e->file_offset + done);
@@ -172,6 +146,7 @@ static int read_all(struct copy_pipe *p)
 {
 	static struct vdisk_extent ext[COPY_EXTENTS];
 	uint64_t size = vdisk_disk_size(p->src), off = 0;
+	struct readahead ra;
 	int i, n, r = 0;
 
 	while (off < size && r == 0) {
@@ -180,10 +155,10 @@ static int read_all(struct copy_pipe *p)
 			p->err_offset = off;
 			return n < 0 ? n : -EIO;
 		}
-		p->ra = (struct readahead){ .ext = ext, .n = n };
+		ra = (struct readahead){ .ext = ext, .n = n };
 		for (i = 0; i < n && r == 0; i++)
 			if (ext[i].type == VDISK_EXTENT_DATA)
-				r = read_extent(p, &ext[i]);
+				r = read_extent(p, &ra, &ext[i]);
 		off = ext[n - 1].offset + ext[n - 1].length;
 	}
 	if (r == 0)
@@ -204,94 +179,39 @@ static void *reader_main(void *opaque)
 	return NULL;
 }
 
-/* Writer: takes the next filled buffer. NULL when the reader is done and all is drained. */
-static struct copy_buf *get_filled(struct copy_pipe *p)
+struct copy_buf *copy_take(struct copy_pipe *p, bool block, bool *done)
 {
 	struct copy_buf *b = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	while (p->filled == 0 && !p->reader_done)
+	while (block && p->ready == 0 && !p->reader_done)
 		pthread_cond_wait(&p->cond, &p->lock);
-	if (p->filled > 0)
-		b = &p->bufs[p->tail];
+	if (p->ready > 0) {
+		b = &p->bufs[p->taken];
+		p->taken = (p->taken + 1) % COPY_BUFS;
+		p->ready--;
+	} else if (p->reader_done) {
+		*done = true;
+	}
 	pthread_mutex_unlock(&p->lock);
 	return b;
 }
 
-static void put_empty(struct copy_pipe *p)
+void copy_release(struct copy_pipe *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->tail = (p->tail + 1) % COPY_BUFS;
-	p->filled--;
+	p->free++;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Writes the runs of non-zero 4 KiB grains of @b. 0 or -errno (*ret_at: failing offset). */
-static int write_runs(struct vdisk_disk *dst, const struct copy_buf *b, uint64_t *ret_at)
+void copy_stop(struct copy_pipe *p)
 {
-	size_t pos = 0, start, g;
-	int r;
-
-	while (pos < b->len) {
-		g = MIN_U64(ZERO_GRAIN, b->len - pos);
-		if (cli_is_zero(b->data + pos, g)) {
-			pos += g;
-			continue;
-		}
-		start = pos;
-		do {
-			pos += g;
-			g = MIN_U64(ZERO_GRAIN, b->len - pos);
-		} while (pos < b->len && !cli_is_zero(b->data + pos, g));
-		r = vdisk_disk_pwrite(dst, b->data + start, pos - start, b->offset + start);
-		if (r < 0) {
-			*ret_at = b->offset + start;
-			return r;
-		}
-	}
-	return 0;
-}
-
-/*
- * Starts writing back what was just written to @dst, without waiting: the
- * final flush then finds little left to do, and the device writes while
- * the copy goes on.
- */
-static void start_writeback(struct vdisk_disk *dst, uint64_t offset, uint64_t length)
-{
-	struct vdisk_extent ext[8];
-	int i, n = vdisk_disk_translate(dst, offset, length, ext, 8);
-
-	for (i = 0; i < n; i++)
-		if (ext[i].type == VDISK_EXTENT_DATA && ext[i].layer == 0)
-			sync_file_range(ext[i].fd, (off_t)ext[i].file_offset,
-					(off_t)ext[i].length, SYNC_FILE_RANGE_WRITE);
-}
-
-static int write_all(struct copy_pipe *p, struct vdisk_disk *dst, struct progress *bar,
-		     uint64_t *ret_at)
-{
-	struct copy_buf *b;
-	int r = 0;
-
-	while ((b = get_filled(p)) != NULL) {
-		if (!b->zero) {
-			r = write_runs(dst, b, ret_at);
-			if (r == 0)
-				start_writeback(dst, b->offset, b->len);
-		}
-		if (r < 0) {
-			pthread_mutex_lock(&p->lock);
-			p->stop = true;
-			pthread_cond_broadcast(&p->cond);
-			pthread_mutex_unlock(&p->lock);
-			return r;
-		}
-		progress_update(bar, b->offset + b->len);
-		put_empty(p);
-	}
-	return 0;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 }
 
 static int pipe_init(struct copy_pipe *p, struct vdisk_disk *src)
@@ -300,6 +220,7 @@ static int pipe_init(struct copy_pipe *p, struct vdisk_disk *src)
 
 	memset(p, 0, sizeof(*p));
 	p->src = src;
+	p->free = COPY_BUFS;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	for (i = 0; i < COPY_BUFS; i++) {
@@ -320,8 +241,9 @@ static void pipe_destroy(struct copy_pipe *p)
 	pthread_mutex_destroy(&p->lock);
 }
 
-static int run_pipe(const struct vdisk_cmd *cmd, struct copy_pipe *p, struct vdisk_disk *dst,
-		    struct progress *bar, const char *spath, const char *dpath)
+static int run_pipe(const struct vdisk_cmd *cmd, struct copy_pipe *p, struct copy_writer *w,
+		    struct vdisk_disk *dst, struct progress *bar, const char *spath,
+		    const char *dpath)
 {
 	pthread_t reader;
 	uint64_t at = 0;
@@ -330,7 +252,7 @@ static int run_pipe(const struct vdisk_cmd *cmd, struct copy_pipe *p, struct vdi
 	r = pthread_create(&reader, NULL, reader_main, p);
 	if (r != 0)
 		return cli_fail(cmd, "cannot start the reader thread: %s", strerror(r));
-	wr = write_all(p, dst, bar, &at);
+	wr = copy_writer_run(w, p, bar, &at);
 	pthread_join(reader, NULL);
 	if (p->read_err < 0)
 		return cli_fail(cmd, "%s: reading at %llu: %s", spath,
@@ -338,6 +260,7 @@ static int run_pipe(const struct vdisk_cmd *cmd, struct copy_pipe *p, struct vdi
 	if (wr < 0)
 		return cli_fail(cmd, "%s: writing at %llu: %s", dpath, (unsigned long long)at,
 				strerror(-wr));
+	/* fdatasync is per file: it covers what went through the O_DIRECT descriptor too */
 	r = vdisk_disk_flush(dst);
 	if (r < 0)
 		return cli_fail(cmd, "%s: flush: %s", dpath, strerror(-r));
@@ -348,17 +271,19 @@ int convert_copy(const struct vdisk_cmd *cmd, const struct convert_opts *o,
 		 struct vdisk_disk *src, const char *spath, struct vdisk_disk *dst,
 		 const char *dpath)
 {
+	struct copy_writer *w;
 	struct copy_pipe p;
 	struct progress bar;
 	int r;
 
-	if (pipe_init(&p, src) < 0) {
+	if (pipe_init(&p, src) < 0 || copy_writer_open(dst, dpath, &w) < 0) {
 		pipe_destroy(&p);
 		return cli_fail(cmd, "%s", strerror(ENOMEM));
 	}
 	progress_init(&bar, o->progress, vdisk_disk_size(src));
-	r = run_pipe(cmd, &p, dst, &bar, spath, dpath);
+	r = run_pipe(cmd, &p, w, dst, &bar, spath, dpath);
 	progress_end(&bar, r == 0);
+	copy_writer_close(w);
 	pipe_destroy(&p);
 	return r;
 }
