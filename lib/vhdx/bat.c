@@ -548,8 +548,8 @@ static int unmap_range(struct vhdx_image *img, uint64_t offset, uint64_t length,
 
 		done += run;
 		if (img->leave_alloc && !img->has_parent) {
-			/* fixed: blocks stay allocated (section 6.2); zero in place when asked */
-			if (zero && mapped)
+			/* fixed: blocks stay allocated (section 6.2) and are zeroed in place */
+			if (mapped)
 				r = punch(img, off + inb, run);
 			continue;
 		}
