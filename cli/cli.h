@@ -48,7 +48,6 @@ int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_checksum(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_serve(const struct vdisk_cmd *cmd, int argc, char **argv);
-int cmd_serve(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_umount(const struct vdisk_cmd *cmd, int argc, char **argv);
 int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv);
