@@ -554,7 +554,8 @@ static int unmap_range(struct vhdx_image *img, uint64_t offset, uint64_t length,
 			continue;
 		}
 		if (!whole) {
-			if (zero)
+			/* a child must hide its parent's (and its own) data here too */
+			if (zero || img->has_parent)
 				r = zero_partial_locked(img, b, v, run);
 			else if (st == VHDX_BLOCK_FULLY_PRESENT)
 				r = punch(img, off + inb, run);
