@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Helpers of the differencing-chain tests (tests/integration/diff/*.sh), sourced after
+# ../lib.sh. Not named *.sh so ctest does not run it as a test.
+
+# Mounts are made in command substitutions (subshells), whose cleanup_fn would be lost:
+# every folder $SCRATCH/vhdi.* still mounted at exit is unmounted from the main shell.
+_vhdi_umount_all()
+{
+	local d
+	for d in "$SCRATCH"/vhdi.*; do
+		[ -d "$d" ] && fuse_umount "$d"
+	done
+	return 0
+}
+cleanup_fn _vhdi_umount_all
+
+# vhdi_leaf IMG DIR: mounts IMG with vhdimount (which follows the parent chain) and prints
+# the path of the leaf layer, the highest-numbered DIR/vhdiN.
+vhdi_leaf()
+{
+	local img=$1 dir=$2 leaf i
+	mkdir -p "$dir"
+	vhdimount "$img" "$dir" >/dev/null || die "vhdimount $img $dir failed"
+	for i in $(seq 50); do
+		[ -e "$dir/vhdi1" ] && break
+		sleep 0.1
+	done
+	leaf=$(find "$dir" -mindepth 1 -maxdepth 1 -name 'vhdi[0-9]*' -printf '%f\n' | sort -V | tail -1)
+	[ -n "$leaf" ] || die "vhdimount $img: no vhdiN file in $dir"
+	echo "$dir/$leaf"
+}
+
+# vhdi_sha IMG [OFFSET LENGTH]: SHA-256 of the leaf as libvhdi reads it (all of it, or a range).
+vhdi_sha()
+{
+	local img=$1 mnt leaf
+	mnt=$(mktemp -d "$SCRATCH/vhdi.XXXXXX")
+	leaf=$(vhdi_leaf "$img" "$mnt")
+	if [ $# -ge 3 ]; then
+		read_range "$leaf" "$2" "$3" | sha256
+	else
+		sha256 "$leaf"
+	fi
+	fuse_umount "$mnt"
+	rmdir "$mnt"
+}
+
+# vdisk_sha IMG [OFFSET LENGTH]: SHA-256 of what `vdisk read` returns.
+vdisk_sha()
+{
+	local img=$1 off=${2:-0} len=${3:-}
+	[ -n "$len" ] || len=$(vdisk_info_field "$img" '."virtual-size"')
+	vdisk read "$img" "$off" "$len" | sha256 || die "vdisk read $img $off $len failed"
+}
+
+# assert_content IMG SHADOW [WHAT]: vdisk read of IMG equals the raw SHADOW, whole disk.
+assert_content()
+{
+	assert_eq "$(vdisk_sha "$1")" "$(sha256 "$2")" "${3:-content of $1} (vdisk read vs shadow)"
+}
+
+# assert_vhdi IMG SHADOW [WHAT]: libvhdi reads IMG's leaf as exactly the raw SHADOW.
+assert_vhdi()
+{
+	assert_eq "$(vhdi_sha "$1")" "$(sha256 "$2")" "${3:-content of $1} (libvhdi vs shadow)"
+}
+
+# guid_of IMG KEY: a GUID of `vdisk info --json` (data-write-guid, file-write-guid...).
+guid_of()
+{
+	vdisk_info_field "$1" ".\"$2\""
+}
+
+# locator_of IMG KEY: a parent locator entry of IMG.
+locator_of()
+{
+	vdisk_info_field "$1" ".\"parent-locator\".\"$2\""
+}
