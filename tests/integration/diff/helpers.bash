@@ -16,6 +16,15 @@ cleanup_fn _vhdi_umount_all
 
 # vhdi_leaf IMG DIR: mounts IMG with vhdimount (which follows the parent chain) and prints
 # the path of the leaf layer, the highest-numbered DIR/vhdiN.
+#
+# libvhdi (20210425, and its current sources) misreads a child's chunk that has no sector
+# bitmap block: it takes the BAT entry's FileOffsetMB (0) as the bitmap's place without
+# looking at the SB_BLOCK_NOT_PRESENT state, so the first payload block of such a chunk gets
+# the bits of the file identifier ("vhdxfile"...) as its bitmap and reads header bytes.
+# Hyper-V allocates bitmap blocks on the first write into a chunk, as vdisk does (the
+# Windows checkpoint fixture has them interleaved with payload blocks), so a fresh checkpoint
+# of either reads wrong in libvhdi. Compare with libvhdi only children that have written
+# into every chunk.
 vhdi_leaf()
 {
 	local img=$1 dir=$2 leaf i
