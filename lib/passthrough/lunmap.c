@@ -349,7 +349,9 @@ int pt_lunmap_parse(const char *text, size_t len, const char *name, struct pt_lu
 			goto out_free;
 		}
 		c.start = c.p = p;
-		c.end = le > p && le[-1] == '\r' ? le - 1 : le;
+		/* CRLF files: every carriage return at the end of the line goes */
+		for (c.end = le; c.end > p && c.end[-1] == '\r'; c.end--)
+			;
 		r = parse_line(map, &c, err);
 		if (r)
 			goto out_free;
