@@ -16,9 +16,11 @@
 #include "json.h"
 
 #define CHECK_EXIT_CORRUPT 2
-#define CHECK_EXIT_LEAKS 3
+#define CHECK_EXIT_LEAKS   3
 
-enum { OPT_REPAIR = CLI_OPT_FIRST_PRIVATE };
+enum {
+	OPT_REPAIR = CLI_OPT_FIRST_PRIVATE
+};
 
 static const struct option check_options[] = {
 	CLI_LONGOPT_JSON,
@@ -163,8 +165,10 @@ static int require_vhdx(const struct vdisk_cmd *cmd, const char *path)
 	vhdx = vhdx_probe_fd(fd);
 	close(fd);
 	if (!vhdx)
-		return cli_fail(cmd, "%s: not a VHDX image (no VHDX file identifier); "
-				"raw images have nothing to check", path);
+		return cli_fail(cmd,
+				"%s: not a VHDX image (no VHDX file identifier); "
+				"raw images have nothing to check",
+				path);
 	return 0;
 }
 

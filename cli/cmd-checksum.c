@@ -15,7 +15,7 @@
 
 #include "cli.h"
 
-#define SUM_CHUNK (4u << 20)
+#define SUM_CHUNK   (4u << 20)
 #define SUM_EXTENTS 256
 
 static const struct option checksum_options[] = {

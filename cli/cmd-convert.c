@@ -99,8 +99,8 @@ static int create_dst(const struct vdisk_cmd *cmd, const struct convert_opts *o,
 		c.logical_sector_bytes = lss == 4096 ? 4096 : 512;
 		c.physical_sector_bytes = vdisk_disk_physical_sector(src) == 512 ? 512 : 4096;
 		/* VHDX sizes are whole logical sectors; a raw file may end mid-sector */
-		c.disk_size_bytes = (size + c.logical_sector_bytes - 1) /
-				    c.logical_sector_bytes * c.logical_sector_bytes;
+		c.disk_size_bytes = (size + c.logical_sector_bytes - 1) / c.logical_sector_bytes *
+				    c.logical_sector_bytes;
 		c.overwrite = true;
 		r = vhdx_create(path, &c, &err);
 		if (r < 0)

@@ -57,8 +57,7 @@ static const char *type_name(enum vhdx_type t)
 /* The parent file name as recorded in the locator (relative path first, as Hyper-V resolves). */
 static const char *locator_parent(const struct vhdx_info *in)
 {
-	static const char *const keys[] = { "relative_path", "absolute_win32_path",
-					    "volume_path" };
+	static const char *const keys[] = { "relative_path", "absolute_win32_path", "volume_path" };
 	size_t k;
 	unsigned i;
 
@@ -136,8 +135,8 @@ static void info_object_json(struct json_writer *w, const char *path, const char
 	json_object_end(w);
 }
 
-static int print_json(const char *path, const char *format, uint64_t size,
-		      const struct stat *st, const struct vhdx_info *in)
+static int print_json(const char *path, const char *format, uint64_t size, const struct stat *st,
+		      const struct vhdx_info *in)
 {
 	struct json_writer w;
 
@@ -197,8 +196,8 @@ static void info_vhdx_human(const struct vhdx_info *in)
 		printf("%-20s clean\n", "log:");
 	} else {
 		vdisk_guid_format(&in->log_guid, g);
-		printf("%-20s dirty%s (log GUID %s)\n", "log:",
-		       in->log_replayed ? ", replayed in memory" : "", g);
+		printf("%-20s dirty%s (log GUID %s)\n",
+		       "log:", in->log_replayed ? ", replayed in memory" : "", g);
 	}
 	if (in->leave_block_allocated)
 		printf("%-20s yes\n", "leave blocks allocated:");
@@ -213,8 +212,8 @@ static void info_vhdx_human(const struct vhdx_info *in)
 		printf("  %-18s %s\n", in->locator[i].key, in->locator[i].value);
 }
 
-static void print_human(const char *path, const char *format, uint64_t size,
-			const struct stat *st, const struct vhdx_info *in)
+static void print_human(const char *path, const char *format, uint64_t size, const struct stat *st,
+			const struct vhdx_info *in)
 {
 	printf("%-20s %s\n", "filename:", path);
 	printf("%-20s %s\n", "format:", format);

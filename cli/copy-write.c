@@ -20,11 +20,11 @@
 
 #include "copy.h"
 
-#define ZERO_GRAIN 4096u
-#define DIRECT_ALIGN 4096u
+#define ZERO_GRAIN     4096u
+#define DIRECT_ALIGN   4096u
 #define DIRECT_EXTENTS 16
-#define REQS_PER_BUF 32
-#define REAP_BATCH 64
+#define REQS_PER_BUF   32
+#define REAP_BATCH     64
 
 struct write_req {
 	struct vdisk_io io;
@@ -127,8 +127,12 @@ static int queue_write(struct copy_writer *w, struct buf_state *st, const char *
 		return 1;
 	q = &st->reqs[st->nreq];
 	q->iov = (struct iovec){ .iov_base = (void *)buf, .iov_len = e->length };
-	q->io = (struct vdisk_io){ .op = VDISK_IO_WRITEV, .fd = w->dfd, .iov = &q->iov,
-				   .iovcnt = 1, .offset = e->file_offset, .priv = q };
+	q->io = (struct vdisk_io){ .op = VDISK_IO_WRITEV,
+				   .fd = w->dfd,
+				   .iov = &q->iov,
+				   .iovcnt = 1,
+				   .offset = e->file_offset,
+				   .priv = q };
 	q->voff = e->offset;
 	q->st = st;
 	if (vdisk_engine_queue(w->eng, &q->io) < 0)
@@ -139,8 +143,8 @@ static int queue_write(struct copy_writer *w, struct buf_state *st, const char *
 }
 
 /* Writes an aligned run into the extents allocate returns. 0 or -errno. */
-static int write_extents(struct copy_writer *w, struct buf_state *st, const char *buf,
-			 size_t len, uint64_t off)
+static int write_extents(struct copy_writer *w, struct buf_state *st, const char *buf, size_t len,
+			 uint64_t off)
 {
 	struct vdisk_extent ext[DIRECT_EXTENTS];
 	const struct vdisk_extent *e;

@@ -17,7 +17,7 @@
 
 #include "copy.h"
 
-#define COPY_EXTENTS 256
+#define COPY_EXTENTS     256
 #define READAHEAD_WINDOW (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
 
 /* Reader: how far the translated extents have been announced to the kernel. */
@@ -267,9 +267,8 @@ static int run_pipe(const struct vdisk_cmd *cmd, struct copy_pipe *p, struct cop
 	return 0;
 }
 
-int convert_copy(const struct vdisk_cmd *cmd, const struct convert_opts *o,
-		 struct vdisk_disk *src, const char *spath, struct vdisk_disk *dst,
-		 const char *dpath)
+int convert_copy(const struct vdisk_cmd *cmd, const struct convert_opts *o, struct vdisk_disk *src,
+		 const char *spath, struct vdisk_disk *dst, const char *dpath)
 {
 	struct copy_writer *w;
 	struct copy_pipe p;

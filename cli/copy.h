@@ -16,15 +16,15 @@
 #include "convert.h"
 #include "progress.h"
 
-#define COPY_CHUNK (4u << 20)
-#define COPY_BUFS 8
+#define COPY_CHUNK    (4u << 20)
+#define COPY_BUFS     8
 #define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
 
 struct copy_buf {
 	char *data;      /* COPY_CHUNK bytes, page aligned */
 	uint64_t offset; /* virtual offset of data[0] */
 	size_t len;
-	bool zero;       /* every byte is zero: nothing to write */
+	bool zero; /* every byte is zero: nothing to write */
 };
 
 struct copy_pipe {
@@ -35,11 +35,11 @@ struct copy_pipe {
 	unsigned ready;             /* handed over, not yet taken */
 	unsigned free;              /* not handed over or already released */
 	bool reader_done;
-	bool stop;                  /* the writer failed: the reader must end */
-	int read_err;               /* -errno from the reader */
+	bool stop;    /* the writer failed: the reader must end */
+	int read_err; /* -errno from the reader */
 	uint64_t err_offset;
 	struct vdisk_disk *src;
-	struct copy_buf *cur;       /* reader: buffer being filled, not yet handed over */
+	struct copy_buf *cur; /* reader: buffer being filled, not yet handed over */
 };
 
 /*

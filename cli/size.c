@@ -16,8 +16,7 @@ struct size_suffix {
 };
 
 static const struct size_suffix suffixes[] = {
-	{ 'b', 0 },  { 'k', 10 }, { 'm', 20 }, { 'g', 30 },
-	{ 't', 40 }, { 'p', 50 }, { 'e', 60 },
+	{ 'b', 0 }, { 'k', 10 }, { 'm', 20 }, { 'g', 30 }, { 't', 40 }, { 'p', 50 }, { 'e', 60 },
 };
 
 /* Returns the shift for suffix text @s ("" "K" "KiB" "k" "kib" ...), or -1. */

@@ -122,14 +122,14 @@ static const struct escape_case escape_cases[] = {
 	{ "\b\f", "\"\\b\\f\"" },
 	{ "\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\"" },
 	{ "/slash/", "\"/slash/\"" },
-	{ "caf\xc3\xa9", "\"caf\xc3\xa9\"" },                 /* valid 2-byte UTF-8 kept */
-	{ "\xe2\x82\xac", "\"\xe2\x82\xac\"" },               /* euro sign, 3 bytes */
-	{ "\xf0\x9f\x92\xbe", "\"\xf0\x9f\x92\xbe\"" },       /* floppy disk, 4 bytes */
-	{ "bad\xff", "\"bad\\ufffd\"" },                      /* invalid byte */
-	{ "\xc3", "\"\\ufffd\"" },                            /* truncated sequence */
-	{ "\xc3(", "\"\\ufffd(\"" },                          /* bad continuation */
-	{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },                 /* overlong '/' */
-	{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },      /* UTF-16 surrogate */
+	{ "caf\xc3\xa9", "\"caf\xc3\xa9\"" },                       /* valid 2-byte UTF-8 kept */
+	{ "\xe2\x82\xac", "\"\xe2\x82\xac\"" },                     /* euro sign, 3 bytes */
+	{ "\xf0\x9f\x92\xbe", "\"\xf0\x9f\x92\xbe\"" },             /* floppy disk, 4 bytes */
+	{ "bad\xff", "\"bad\\ufffd\"" },                            /* invalid byte */
+	{ "\xc3", "\"\\ufffd\"" },                                  /* truncated sequence */
+	{ "\xc3(", "\"\\ufffd(\"" },                                /* bad continuation */
+	{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },                       /* overlong '/' */
+	{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },            /* UTF-16 surrogate */
 	{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" }, /* > U+10FFFF */
 };
 
@@ -170,22 +170,21 @@ static void doc_info(struct json_writer *w)
 	json_object_end(w);
 }
 
-static const char doc_info_text[] =
-	"{\n"
-	"    \"virtual-size\": 18446744073709551615,\n"
-	"    \"filename\": \"a \\\"b\\\".vhdx\",\n"
-	"    \"neg\": -5,\n"
-	"    \"dirty-flag\": false,\n"
-	"    \"none\": null,\n"
-	"    \"nullstr\": null,\n"
-	"    \"empty\": {},\n"
-	"    \"list\": [\n"
-	"        1,\n"
-	"        {\n"
-	"            \"t\": true\n"
-	"        }\n"
-	"    ]\n"
-	"}\n";
+static const char doc_info_text[] = "{\n"
+				    "    \"virtual-size\": 18446744073709551615,\n"
+				    "    \"filename\": \"a \\\"b\\\".vhdx\",\n"
+				    "    \"neg\": -5,\n"
+				    "    \"dirty-flag\": false,\n"
+				    "    \"none\": null,\n"
+				    "    \"nullstr\": null,\n"
+				    "    \"empty\": {},\n"
+				    "    \"list\": [\n"
+				    "        1,\n"
+				    "        {\n"
+				    "            \"t\": true\n"
+				    "        }\n"
+				    "    ]\n"
+				    "}\n";
 
 static void doc_empty_array(struct json_writer *w)
 {
@@ -229,12 +228,9 @@ struct doc_case {
 };
 
 static const struct doc_case doc_cases[] = {
-	{ doc_info, doc_info_text, 0 },
-	{ doc_empty_array, "[]\n", 0 },
-	{ doc_unclosed, NULL, -EIO },
-	{ doc_overclosed, NULL, -EIO },
-	{ doc_two_roots, NULL, -EIO },
-	{ doc_too_deep, NULL, -EIO },
+	{ doc_info, doc_info_text, 0 }, { doc_empty_array, "[]\n", 0 },
+	{ doc_unclosed, NULL, -EIO },   { doc_overclosed, NULL, -EIO },
+	{ doc_two_roots, NULL, -EIO },  { doc_too_deep, NULL, -EIO },
 };
 
 static void test_documents(void **state)
