@@ -297,6 +297,9 @@ static int merge_locked(struct chain *c, unsigned t, unsigned flags,
 		vhdx_free(dst);
 	for (int i = 0; i < nd && r == 0; i++)
 		r = relink(deps[i], target, &g, NULL, err);
+	if (r == 0 && (flags & VHDX_MERGE_KEEP_CHILD))
+		/* the kept child moves the new GUID to parent_linkage, the field every reader checks */
+		r = relink(l1, target, &g, NULL, err);
 	for (unsigned i = 0; i < t && r == 0 && !(flags & VHDX_MERGE_KEEP_CHILD); i++)
 		if (unlink(c->path[i]) < 0)
 			r = vdisk_err_set(err, -errno, "%s: removing the merged layer: %s", c->path[i],
