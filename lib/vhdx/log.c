@@ -216,6 +216,20 @@ static int apply_entry(struct vhdx_image *img, const struct log_view *lv,
 	return 0;
 }
 
+/* Every descriptor of @pe targets a legal place; checked before the replay writes anything. */
+static int check_entry_targets(const struct vhdx_image *img, const struct log_view *lv,
+			       const struct parsed_entry *pe, struct vdisk_err *err)
+{
+	for (uint32_t i = 0; i < pe->h.desc_count; i++) {
+		const uint8_t *d = desc_ptr(lv, pe->pos, i);
+		bool zero = memcmp(d, "zero", 4) == 0;
+		int r = check_target(img, get_le64(d + 16), zero ? get_le64(d + 8) : SECTOR, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int replay_sequence(struct vhdx_image *img, const struct log_view *lv,
 			   const struct parsed_entry *seq, unsigned n, struct vdisk_err *err)
 {
@@ -231,6 +245,11 @@ static int replay_sequence(struct vhdx_image *img, const struct log_view *lv,
 				     "log: the file is %llu bytes but the log says %llu bytes were already durable: the image was truncated",
 				     (unsigned long long)st.st_size,
 				     (unsigned long long)head->flushed_file_offset);
+	for (unsigned i = 0; i < n; i++) {
+		r = check_entry_targets(img, lv, &seq[i], err);
+		if (r < 0)
+			return r;
+	}
 	if (!img->readonly) {
 		/* section 10.5: a new FileWriteGuid first, keeping LogGuid so a crash replays again */
 		r = vdisk_guid_generate(&h.file_write_guid);
