@@ -89,8 +89,21 @@ static int load_bitmaps(struct vhdx_image *img, struct vdisk_err *err)
 	for (uint64_t c = 0; c < img->nr_chunks; c++) {
 		uint64_t e = img->bat[vhdx_sb_index(c, img->chunk_ratio)];
 		int r;
-		if ((e & VHDX_BAT_STATE_MASK) != VHDX_SB_PRESENT)
+		if ((e & VHDX_BAT_STATE_MASK) != VHDX_SB_PRESENT) {
+			/* section 8.5: a chunk with PARTIALLY_PRESENT blocks must have its bitmap */
+			uint64_t b0 = c * img->chunk_ratio;
+			uint64_t b1 = MIN(b0 + img->chunk_ratio, img->nr_blocks);
+			for (uint64_t b = b0; b < b1; b++)
+				if ((img->bat[vhdx_bat_index(b, img->chunk_ratio)] &
+				     VHDX_BAT_STATE_MASK) == VHDX_BLOCK_PARTIALLY_PRESENT)
+					return vdisk_err_set(err, -EINVAL,
+							     "BAT entry %llu (block %llu) is PARTIALLY_PRESENT but BAT entry %llu, the sector bitmap of chunk %llu, is not present",
+							     (unsigned long long)vhdx_bat_index(b, img->chunk_ratio),
+							     (unsigned long long)b,
+							     (unsigned long long)vhdx_sb_index(c, img->chunk_ratio),
+							     (unsigned long long)c);
 			continue;
+		}
 		img->sbm[c] = vdisk_aligned_alloc(VHDX_SB_BLOCK_SIZE);
 		if (!img->sbm[c])
 			return vdisk_err_set(err, -ENOMEM, "out of memory");
@@ -99,6 +112,82 @@ static int load_bitmaps(struct vhdx_image *img, struct vdisk_err *err)
 			return vdisk_err_set(err, r, "sector bitmap of chunk %llu: read failed",
 					     (unsigned long long)c);
 	}
+	return 0;
+}
+
+struct span {
+	uint64_t start, end;
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static bool is_kept(const struct vhdx_image *img, uint64_t i)
+{
+	uint64_t e = img->bat[i];
+
+	return (e & VHDX_BAT_STATE_MASK) == VHDX_BLOCK_UNMAPPED && (e & VHDX_BAT_OFFSET_MASK) &&
+	       !is_sb_index(img, i);
+}
+
+/*
+ * An UNMAPPED block may keep its old file offset (section 8.4) and the next write into the
+ * block reuses that space. Keep such an offset only when no other block, bitmap or kept
+ * offset overlaps it, so a damaged entry can never make a write land on live data.
+ */
+static int drop_shared_kept_offsets(struct vhdx_image *img, uint64_t used, struct vdisk_err *err)
+{
+	struct span *s;
+	size_t n = 0, cap = 0;
+	uint64_t i;
+
+	for (i = 0; i < used; i++)
+		if (img->bat[i] & VHDX_BAT_OFFSET_MASK)
+			cap++;
+	for (i = 0; i < used && !is_kept(img, i); i++)
+		;
+	if (i == used)
+		return 0;
+	s = malloc(cap * sizeof(*s));
+	if (!s)
+		return vdisk_err_set(err, -ENOMEM, "out of memory");
+	for (i = 0; i < used; i++) {
+		uint64_t e = img->bat[i], off = e & VHDX_BAT_OFFSET_MASK;
+		unsigned st = e & VHDX_BAT_STATE_MASK;
+		bool sb = is_sb_index(img, i);
+		if (!off)
+			continue;
+		if (sb && img->has_parent && st == VHDX_SB_PRESENT)
+			s[n++] = (struct span){ off, off + VHDX_SB_BLOCK_SIZE };
+		else if (!sb && (st == VHDX_BLOCK_FULLY_PRESENT ||
+				 st == VHDX_BLOCK_PARTIALLY_PRESENT || st == VHDX_BLOCK_UNMAPPED))
+			s[n++] = (struct span){ off, off + img->block_size };
+	}
+	qsort(s, n, sizeof(*s), cmp_span);
+	for (i = 0; i < used; i++) {
+		uint64_t off = img->bat[i] & VHDX_BAT_OFFSET_MASK, end = off + img->block_size;
+		uint64_t from = off > img->block_size ? off - img->block_size : 0;
+		size_t lo = 0, hi = n, hits = 0;
+		if (!is_kept(img, i))
+			continue;
+		/* spans overlapping [off, end) start in (off - block_size, end): nothing is longer */
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (s[mid].start <= from)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (size_t k = lo; k < n && s[k].start < end; k++)
+			hits += s[k].end > off;
+		if (hits > 1) /* itself and another */
+			img->bat[i] &= VHDX_BAT_STATE_MASK;
+	}
+	free(s);
 	return 0;
 }
 
@@ -134,12 +223,21 @@ int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err)
 			return vdisk_err_prefix(err, "BAT at 0x%llx: ",
 						(unsigned long long)img->bat_offset);
 		len = is_sb_index(img, i) ? VHDX_SB_BLOCK_SIZE : img->block_size;
+		if (s == VHDX_BLOCK_UNMAPPED && !is_sb_index(img, i) && (e & VHDX_BAT_OFFSET_MASK) &&
+		    block_collides(img, e & VHDX_BAT_OFFSET_MASK, len)) {
+			/* the kept offset is reused by the next write: never on top of metadata */
+			img->bat[i] = s;
+			continue;
+		}
 		if (s == VHDX_BLOCK_FULLY_PRESENT || s == VHDX_BLOCK_PARTIALLY_PRESENT ||
 		    (s == VHDX_BLOCK_UNMAPPED && (e & VHDX_BAT_OFFSET_MASK)))
 			end = MAX(end, (e & VHDX_BAT_OFFSET_MASK) + len);
 	}
 	img->file_end = ROUND_UP(MAX(fsize, end), VHDX_ALIGN);
 	img->flushed_end = img->file_end;
+	r = drop_shared_kept_offsets(img, used, err);
+	if (r < 0)
+		return r;
 	return img->has_parent ? load_bitmaps(img, err) : 0;
 }
 
