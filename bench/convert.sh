@@ -46,7 +46,7 @@ verify_vhdx() { # FILE: must read as the source
 	qemu-img compare -q -f raw -F vhdx "$src" "$1" || die "$1 does not read as the source"
 }
 
-echo "bench: vdisk $("$VDISK" --version 2>/dev/null | head -1), $(qemu-img --version | head -1)"
+echo "bench: $("$VDISK" --version 2>/dev/null | head -1); $(qemu-img --version | head -1)"
 printf '%-34s %10s %10s %8s\n' "conversion" "vdisk s" "qemu-img s" "qemu/vdisk"
 
 row() {
