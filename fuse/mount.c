@@ -205,7 +205,8 @@ static int run_loop(struct vfuse *fs, struct ready *rd)
 	fuse_loop_cfg_set_max_threads(cfg, MAX_THREADS);
 	if (pthread_create(&fs->committer, NULL, committer_main, fs) == 0)
 		fs->committer_started = true;
-	if (rd->fd < 0 && rd->o->fs_part &&
+	/* in the background, the parent attaches --fs once the mount is ready */
+	if (fs->foreground && rd->o->fs_part &&
 	    pthread_create(&rd->fs_thread, NULL, fs_thread_main, rd) == 0)
 		rd->fs_started = true;
 	r = fuse_session_loop_mt(fs->se, cfg);
