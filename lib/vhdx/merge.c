@@ -383,6 +383,25 @@ static int copy_differences(struct vhdx_image *old, struct vhdx_image *new_paren
 	return 0;
 }
 
+/* Refuses a new parent whose chain holds @child itself: the chain would be a cycle. */
+static int check_no_cycle(const char *child, int child_fd, struct vhdx_image *np,
+			  struct vdisk_err *err)
+{
+	struct stat c, l;
+
+	if (fstat(child_fd, &c) < 0)
+		return vdisk_err_set(err, -errno, "%s: fstat: %s", child, strerror(errno));
+	for (struct vhdx_image *p = np; p; p = p->parent)
+		if (fstat(p->fd, &l) == 0 && l.st_dev == c.st_dev && l.st_ino == c.st_ino)
+			return p == np ? vdisk_err_set(err, -ELOOP,
+						       "%s: the new parent %s is the image itself",
+						       child, np->path)
+				       : vdisk_err_set(err, -ELOOP,
+						       "%s: the new parent %s has the image in its own chain (as %s): the chain would have a cycle",
+						       child, np->path, p->path);
+	return 0;
+}
+
 int vhdx_rebase(const char *child, const char *new_parent, unsigned flags,
 		vhdx_progress_fn progress, void *opaque, struct vdisk_err *err)
 {
@@ -399,10 +418,15 @@ int vhdx_rebase(const char *child, const char *new_parent, unsigned flags,
 	if (lock < 0)
 		return lock;
 	r = vhdx_open(new_parent, &(struct vhdx_open_opts){ .struct_size = sizeof(struct vhdx_open_opts), .flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK }, &np, err);
+	if (r == 0)
+		r = check_no_cycle(child, lock, np, err);
 	if (r == 0 && !(flags & VHDX_REBASE_UNSAFE))
 		r = open_chain(child, 0, &c, err);
 	if (r == 0)
 		r = open_rw(child, &dst, err);
+	if (r == 0 && !dst->has_parent)
+		r = vdisk_err_set(err, -EINVAL,
+				  "%s: not a differencing image: it has no parent to replace", child);
 	if (r == 0 && np->lsec != dst->lsec)
 		r = vdisk_err_set(err, -EINVAL, "%s has %u-byte sectors, %s %u", new_parent, np->lsec,
 				  child, dst->lsec);
