@@ -365,12 +365,16 @@ static int copy_differences(struct vhdx_image *old, struct vhdx_image *new_paren
 		r = vhdx_pread(old, a, n, off + d);
 		if (r < 0)
 			return r;
-		if (off + d + n <= new_parent->disk_size)
-			r = vhdx_pread(new_parent, b, n, off + d);
-		else
-			memset(b, 0, n); /* beyond the new parent: zeros */
-		if (r < 0)
-			return r;
+		/* beyond the new parent's end it reads zeros, up to there its data */
+		if (off + d < new_parent->disk_size) {
+			size_t in = (size_t)MIN(n, new_parent->disk_size - (off + d));
+			r = vhdx_pread(new_parent, b, in, off + d);
+			if (r < 0)
+				return r;
+			memset(b + in, 0, n - in);
+		} else {
+			memset(b, 0, n);
+		}
 		for (size_t i = 0; i < n; i += s) {
 			size_t j = i;
 			while (j < n && memcmp(a + j, b + j, s) != 0)
