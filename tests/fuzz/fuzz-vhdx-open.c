@@ -2,10 +2,10 @@
 /*
  * Fuzz target for the VHDX open path (identifier, headers, region tables,
  * metadata, BAT, log replay in memory), the data path (translate, pread) and
- * the checker. A VHDX file keeps its metadata between 1 and 4 MiB, so a
- * whole image makes a poor fuzz input; the input is instead a compact sparse
- * description of the file, expanded into a memfd that the library opens
- * through /proc/self/fd/N:
+ * the checker (with and without repair). A VHDX file keeps its metadata
+ * between 1 and 4 MiB, so a whole image makes a poor fuzz input; the input
+ * is instead a compact sparse description of the file, expanded into a
+ * memfd that the library opens through /proc/self/fd/N:
  *
  *   input   := size_hdr record*
  *   size_hdr:= LE32: bits 0-30: minimum file size in 4 KiB pages (taken
@@ -32,6 +32,9 @@
  * boundary of a header's log region, not wrapping, at most 4 MiB): mutated
  * fields then reach the validation behind the checksum. With bit 31 clear
  * the file is used as written, which exercises the checksum checks.
+ *
+ * An image that opens but checks corrupt is then checked again with
+ * VHDX_CHECK_REPAIR, which writes to the memfd.
  *
  * Besides memory errors, the target aborts on a broken API contract: a
  * failing call must return -errno and leave that code and a message in its
@@ -250,6 +253,14 @@ static void exercise(const char *path)
 	vdisk_err_clear(&err);
 	memset(&res, 0, sizeof(res));
 	check_err(vhdx_check(path, 0, noop_report, NULL, &res, &err), &err);
+	if (!res.opened || res.corruptions == 0)
+		return;
+	/*
+	 * The memfd belongs to this input alone, so the repair paths (log
+	 * replay on disk, region table rewrite, truncation) may write to it.
+	 */
+	vdisk_err_clear(&err);
+	check_err(vhdx_check(path, VHDX_CHECK_REPAIR, noop_report, NULL, &res, &err), &err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
