@@ -33,14 +33,16 @@ struct chain {
 	unsigned n;
 };
 
-static int open_chain(const char *path, unsigned extra, struct chain *c, struct vdisk_err *err)
+static int open_chain(const char *path, const char *const *search_dirs, struct chain *c,
+		      struct vdisk_err *err)
 {
 	struct vhdx_open_opts o;
 	int r;
 
 	memset(c, 0, sizeof(*c));
 	vhdx_open_opts_init(&o, sizeof(o));
-	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK | extra;
+	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK;
+	o.search_dirs = search_dirs;
 	o.max_chain_depth = MAX_LAYERS - 1;
 	r = vhdx_open(path, &o, &c->top, err);
 	if (r < 0)
@@ -318,7 +320,7 @@ int vhdx_merge(const char *child, const char *into, unsigned flags,
 	int locks[MAX_LAYERS], nl = 0, r;
 	unsigned t = 1;
 
-	r = open_chain(child, 0, &c, err);
+	r = open_chain(child, search_dirs, &c, err);
 	if (r < 0)
 		return r;
 	if (c.n < 2) {
@@ -425,7 +427,7 @@ int vhdx_rebase(const char *child, const char *new_parent, unsigned flags,
 	if (r == 0)
 		r = check_no_cycle(child, lock, np, err);
 	if (r == 0 && !(flags & VHDX_REBASE_UNSAFE))
-		r = open_chain(child, 0, &c, err);
+		r = open_chain(child, NULL, &c, err);
 	if (r == 0)
 		r = open_rw(child, &dst, err);
 	if (r == 0 && !dst->has_parent)
