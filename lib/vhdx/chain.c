@@ -167,8 +167,8 @@ static int open_parent(struct vhdx_image *img, const struct vhdx_open_opts *o, u
 		for (unsigned k = 0; k <= depth; k++)
 			if (devs[k] == st.st_dev && inos[k] == st.st_ino)
 				return vdisk_err_set(err, -ELOOP,
-						     "%s: parent %s is already in the chain: the chain has a cycle",
-						     img->path, cand[i]);
+						     "%s: parent %s (parent_linkage %s) is already in the chain: the chain has a cycle",
+						     img->path, cand[i], linkage ? linkage : "?");
 		r = vhdx_open_layer(cand[i], VHDX_OPEN_RDONLY | (o->flags & (VHDX_OPEN_NOLOCK | VHDX_OPEN_DIRECT)),
 				    &p, err);
 		if (r < 0)
