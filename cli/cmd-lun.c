@@ -142,7 +142,7 @@ static void list_human(const struct pt_device_list *list)
 	size_t i, n = pt_device_list_count(list);
 	char size[32], idbuf[PT_ID_STRLEN], why[768];
 
-	printf("%-12s %10s %9s %4s %2s %-8s %-44s %s\n", "NAME", "SIZE", "LOG/PHY", "ROTA",
+	printf("%-12s %10s %9s %4s %2s %-8s %-46s %s\n", "NAME", "SIZE", "LOG/PHY", "ROTA",
 	       "RO", "FSTYPE", "IDENTITY", "IN USE");
 	for (i = 0; i < n; i++) {
 		const struct pt_device *d = pt_device_list_get(list, i);
@@ -154,7 +154,7 @@ static void list_human(const struct pt_device_list *list)
 		snprintf(sec, sizeof(sec), "%u/%u", d->logical_sector_bytes,
 			 d->physical_sector_bytes);
 		pt_device_busy_text(d, why, sizeof(why));
-		printf("%-12s %10s %9s %4d %2d %-8s %-44s %s\n", d->name,
+		printf("%-12s %10s %9s %4d %2d %-8s %-46s %s\n", d->name,
 		       cli_human_size(d->size_bytes, size, sizeof(size)), sec, d->rotational,
 		       d->readonly, d->fstype[0] ? d->fstype : "-", idbuf, why[0] ? why : "-");
 	}
