@@ -150,7 +150,7 @@ static int open_parent(struct vhdx_image *img, const struct vhdx_open_opts *o, u
 
 	if (depth >= max_depth)
 		return vdisk_err_set(err, -ELOOP,
-				     "%s: the chain is deeper than the limit of %u images", img->path,
+				     "%s: the chain has more than the limit of %u parents", img->path,
 				     max_depth);
 	for (int i = 0; i < n; i++) {
 		struct vhdx_image *p;
