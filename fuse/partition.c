@@ -392,6 +392,19 @@ static int scan_mbr(struct scan *s, const struct mbr_entry e[4])
 	return 0;
 }
 
+/* MBR tables list logical partitions before later primaries: order them as pN names read. */
+static void sort_by_number(struct vfuse_table *t)
+{
+	for (unsigned i = 1; i < t->count; i++) {
+		struct vfuse_part p = t->parts[i];
+		unsigned k = i;
+
+		for (; k > 0 && t->parts[k - 1].number > p.number; k--)
+			t->parts[k] = t->parts[k - 1];
+		t->parts[k] = p;
+	}
+}
+
 static void reset(struct vfuse_table *t)
 {
 	t->kind = VFUSE_TABLE_NONE;
@@ -456,6 +469,7 @@ int vfuse_parts_scan(vfuse_read_fn read, void *opaque, uint64_t disk_bytes,
 out:
 	if (r < 0)
 		reset(s.t);
+	sort_by_number(s.t);
 	free(s.sec);
 	return r < 0 ? r : 0;
 }
