@@ -19,16 +19,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include <vdisk/disk.h>
 #include <vdisk/passthrough.h>
 
 #include "helpers.h"
 #include "pt-int.h"
+#include "util.h"
 
 /* ---- identities, slots, VM names ---- */
 
@@ -930,6 +933,200 @@ static void test_opts_struct_size(void **state)
 	assert_string_equal(env.sysfs, "/sys");
 }
 
+
+/* ---- opening LUNs on real loop devices (root only) ---- */
+
+#define MAX_LOOPS 4
+static char loops[MAX_LOOPS][64];
+static char loop_files[MAX_LOOPS][600];
+
+/* Runs a command and returns its first output line in @buf (without the newline). */
+static int run_line(char *buf, size_t len, const char *fmt, ...)
+{
+	char cmd[1200];
+	va_list ap;
+	FILE *p;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (!fgets(buf, (int)len, p))
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return pclose(p) == 0 && buf[0] ? 0 : -1;
+}
+
+/* Attaches @file as loop slot @i; when @make, a new @mib MiB file that gets a GPT. */
+static void attach(int i, const char *file, unsigned mib, unsigned sector, bool make)
+{
+	snprintf(loop_files[i], sizeof(loop_files[i]), "%s", file);
+	if (make)
+		assert_int_equal(test_system("rm -f '%s' && truncate -s %uM '%s'", file, mib, file),
+				 0);
+	assert_int_equal(run_line(loops[i], sizeof(loops[i]), "losetup -f --show --sector-size %u '%s'",
+				  sector, file),
+			 0);
+	/* through the device, so the GPT fits its sector size; the re-read fails without partscan */
+	if (make)
+		test_system("printf 'label: gpt\\nsize=1MiB\\n' | sfdisk -q %s >/dev/null 2>&1",
+			    loops[i]);
+}
+
+static void detach(int i)
+{
+	if (!loops[i][0])
+		return;
+	/* only if it is still ours */
+	test_system("losetup -n -O BACK-FILE %s 2>/dev/null | grep -qF '%s' && losetup -d %s",
+		    loops[i], loop_files[i], loops[i]);
+	loops[i][0] = '\0';
+}
+
+static int detach_all(void **state)
+{
+	int i;
+
+	for (i = 0; i < MAX_LOOPS; i++)
+		detach(i);
+	return 0;
+}
+
+static bool can_loop(void)
+{
+	if (geteuid() != 0 || access("/dev/loop-control", F_OK) != 0 ||
+	    test_system("losetup --version >/dev/null 2>&1 && sfdisk --version >/dev/null 2>&1"))
+		return false;
+	return true;
+}
+
+static void test_lun_open_loop(void **state)
+{
+	const char *mpath = test_tmp_path("open/luns.conf");
+	struct pt_lunmap *map = NULL, *romap = NULL;
+	struct pt_lun *lun = NULL, *again = NULL, **luns = NULL;
+	struct pt_lun_entry ro_entry;
+	struct vdisk_disk *disk = NULL;
+	struct vdisk_err err = { 0 };
+	struct pt_slot s0 = { 0, 0, 0 }, s1 = { 0, 0, 1 };
+	const struct pt_geometry *g;
+	char buf[64];
+	uint8_t *io, *back;
+	size_t n;
+	int fd;
+
+	if (!can_loop()) {
+		print_message("not root or no loop devices: LUN open test not run\n");
+		skip();
+	}
+	test_system("rm -rf '%s'", test_tmp_path("open"));
+	attach(0, test_tmp_path("lun-a.img"), 32, 4096, true);
+	attach(1, test_tmp_path("lun-b.img"), 16, 512, true);
+	assert_int_equal(pt_lun_map(mpath, "vm1", &s1, loops[1], NULL, NULL, &err), 0);
+	assert_int_equal(pt_lun_map(mpath, "vm1", &s0, loops[0], NULL, NULL, &err), 0);
+	assert_int_equal(pt_lunmap_load(mpath, &map, &err), 0);
+
+	/* open: O_EXCL | O_DIRECT, the geometry of the 4096-byte device */
+	assert_int_equal(pt_lun_open(map, "vm1", &s0, NULL, &lun, &err), 0);
+	assert_string_equal(pt_lun_path(lun), loops[0]);
+	g = pt_lun_geometry(lun);
+	assert_int_equal(g->size_bytes, 32 << 20);
+	assert_int_equal(g->logical_sector_bytes, 4096);
+	assert_false(g->readonly);
+	assert_int_equal(pt_lun_entry(lun)->slot.lun, 0);
+	assert_string_equal(pt_lun_device(lun)->name, loops[0] + 5);
+	assert_true(fcntl(pt_lun_fd(lun), F_GETFL) & O_DIRECT);
+	fd = open(loops[0], O_RDONLY | O_EXCL);
+	assert_int_equal(fd, -1);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(pt_lun_open(map, "vm1", &s0, NULL, &again, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "vm1 0:0:0: refusing"));
+	assert_non_null(strstr(err.msg, "open exclusively by another program"));
+	vdisk_err_clear(&err);
+
+	/* data lands on the device: written through the fd, read from the backing file */
+	io = vdisk_aligned_alloc(8192);
+	back = malloc(8192);
+	assert_non_null(io);
+	test_fill_pattern(io, 8192, 7);
+	assert_int_equal(pwrite(pt_lun_fd(lun), io, 8192, 1 << 20), 8192);
+	assert_int_equal(fdatasync(pt_lun_fd(lun)), 0);
+	fd = open(loop_files[0], O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, back, 8192, 1 << 20), 8192);
+	assert_memory_equal(io, back, 8192);
+	/* and through the vdisk_disk view of the claimed device */
+	assert_int_equal(pt_lun_disk_open(lun, VDISK_OPEN_DIRECT, &disk, &err), 0);
+	assert_int_equal(vdisk_disk_size(disk), 32 << 20);
+	assert_int_equal(vdisk_disk_logical_sector(disk), 4096);
+	test_fill_pattern(io, 8192, 8);
+	assert_int_equal(vdisk_disk_pwrite(disk, io, 8192, 4 << 20), 0);
+	assert_int_equal(vdisk_disk_close(disk, &err), 0);
+	assert_int_equal(pread(fd, back, 8192, 4 << 20), 8192);
+	assert_memory_equal(io, back, 8192);
+	close(fd);
+	free(back);
+	free(io);
+	pt_lun_close(lun);
+	fd = open(loops[0], O_RDONLY | O_EXCL);
+	assert_true(fd >= 0); /* the claim ended with the LUN */
+	close(fd);
+
+	/* one device, outside the map: refused while the map gives it to vm1 */
+	assert_int_equal(pt_lun_open_device(loops[0], map, false, NULL, &lun, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "already mapped to vm1 0:0:0"));
+	vdisk_err_clear(&err);
+	assert_int_equal(pt_lun_open_device(loops[0], NULL, true, NULL, &lun, &err), 0);
+	assert_true(pt_lun_geometry(lun)->readonly);
+	assert_null(pt_lun_entry(lun));
+	assert_int_equal(pwrite(pt_lun_fd(lun), buf, 0, 0) < 0 ? errno : 0, EBADF);
+	pt_lun_close(lun);
+
+	/* read-only entries open read-only */
+	assert_int_equal(pt_lunmap_new(&romap), 0);
+	ro_entry = *pt_lunmap_find(map, "vm1", &s1);
+	ro_entry.readonly = true;
+	assert_int_equal(pt_lunmap_set(romap, &ro_entry, &err), 0);
+	assert_int_equal(pt_lun_open(romap, "vm1", &s1, NULL, &lun, &err), 0);
+	assert_true(pt_lun_geometry(lun)->readonly);
+	assert_int_equal(fcntl(pt_lun_fd(lun), F_GETFL) & O_ACCMODE, O_RDONLY);
+	pt_lun_close(lun);
+	pt_lunmap_free(romap);
+
+	/* every LUN of a VM, in slot order */
+	assert_int_equal(pt_lun_open_vm(map, "vm1", NULL, &luns, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(pt_lun_path(luns[0]), loops[0]);
+	assert_string_equal(pt_lun_path(luns[1]), loops[1]);
+	assert_int_equal(pt_lun_geometry(luns[1])->logical_sector_bytes, 512);
+	pt_lun_close_all(luns, n);
+	assert_int_equal(pt_lun_open_vm(map, "vm9", NULL, &luns, &n, &err), -ENOENT);
+	vdisk_err_clear(&err);
+
+	/* renamed: B re-attached on another number (a filler takes the old one) */
+	snprintf(buf, sizeof(buf), "%s", loops[1]);
+	detach(1);
+	attach(2, test_tmp_path("lun-filler.img"), 8, 512, true);
+	attach(1, test_tmp_path("lun-b.img"), 0, 512, false);
+	assert_string_not_equal(loops[1], buf);
+	assert_int_equal(pt_lun_open(map, "vm1", &s1, NULL, &lun, &err), 0);
+	assert_string_equal(pt_lun_path(lun), loops[1]);
+	pt_lun_close(lun);
+
+	/* missing: the error names the identity */
+	detach(1);
+	assert_int_equal(pt_lun_open(map, "vm1", &s1, NULL, &lun, &err), -ENODEV);
+	assert_non_null(strstr(err.msg, "vm1 0:0:1: PTUUID="));
+	assert_non_null(strstr(err.msg, "no block device has this identity"));
+	vdisk_err_clear(&err);
+	assert_int_equal(pt_lun_open(map, "vm1", &(struct pt_slot){ 0, 0, 5 }, NULL, &lun, &err),
+			 -ENOENT);
+	assert_non_null(strstr(err.msg, "vm1 0:0:5: no LUN mapped there"));
+	pt_lunmap_free(map);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -950,6 +1147,7 @@ int main(void)
 		cmocka_unit_test(test_refuse_snapshot),
 		cmocka_unit_test(test_geometry_not_blk),
 		cmocka_unit_test(test_opts_struct_size),
+		cmocka_unit_test_teardown(test_lun_open_loop, detach_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
