@@ -548,6 +548,9 @@ int vhdx_allocate(struct vhdx_image *img, uint64_t offset, uint64_t length,
 		uint64_t boff = e & VHDX_BAT_OFFSET_MASK;
 
 		if ((e & VHDX_BAT_STATE_MASK) != VHDX_BLOCK_FULLY_PRESENT) {
+			/* no room to hand it out: change nothing the caller will not write */
+			if (o.n == max)
+				break;
 			pthread_mutex_lock(&img->lock);
 			r = img->sticky_err ? img->sticky_err
 					    : alloc_block_locked(img, b, v, run, &boff);
