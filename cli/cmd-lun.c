@@ -142,8 +142,8 @@ static void list_human(const struct pt_device_list *list)
 	size_t i, n = pt_device_list_count(list);
 	char size[32], idbuf[PT_ID_STRLEN], why[768];
 
-	printf("%-12s %10s %9s %4s %2s %-8s %-46s %s\n", "NAME", "SIZE", "LOG/PHY", "ROTA",
-	       "RO", "FSTYPE", "IDENTITY", "IN USE");
+	printf("%-12s %10s %9s %4s %2s %-8s %-46s %s\n", "NAME", "SIZE", "LOG/PHY", "ROTA", "RO",
+	       "FSTYPE", "IDENTITY", "IN USE");
 	for (i = 0; i < n; i++) {
 		const struct pt_device *d = pt_device_list_get(list, i);
 		struct pt_identity id;

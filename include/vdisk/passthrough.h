@@ -48,7 +48,7 @@ enum pt_id_kind {
 };
 
 #define PT_ID_VALUE_MAX 256 /* bytes of a value, NUL included */
-#define PT_ID_STRLEN (16 + PT_ID_VALUE_MAX)
+#define PT_ID_STRLEN    (16 + PT_ID_VALUE_MAX)
 
 struct pt_identity {
 	uint32_t kind; /* enum pt_id_kind */
@@ -71,9 +71,9 @@ VDISK_API int pt_identity_format(const struct pt_identity *id, char *buf, size_t
 /* ---- SCSI slots ---- */
 
 #define PT_MAX_CONTROLLER 255
-#define PT_MAX_TARGET 255
-#define PT_MAX_LUN 16383 /* SAM flat addressing */
-#define PT_SLOT_STRLEN 20
+#define PT_MAX_TARGET     255
+#define PT_MAX_LUN        16383 /* SAM flat addressing */
+#define PT_SLOT_STRLEN    20
 
 /* A slot of a VM's virtual SCSI bus. */
 struct pt_slot {
@@ -112,7 +112,7 @@ enum pt_busy {
 #define PT_BUSY_FORCEABLE PT_BUSY_EXCL
 
 #define PT_DEVNAME_MAX 32
-#define PT_MAX_BYID 8
+#define PT_MAX_BYID    8
 
 /*
  * One block device (whole disk, partition, loop, dm, md...). Allocated by
@@ -124,41 +124,41 @@ struct pt_device {
 	char path[96];               /* "/dev/NAME"; "" when /dev has no node for it */
 	char parent[PT_DEVNAME_MAX]; /* a partition's whole disk; "" for a whole disk */
 	uint32_t major, minor;
-	uint32_t partition;          /* partition number, 0 for a whole disk */
-	uint64_t start_bytes;        /* a partition's offset in its disk */
+	uint32_t partition;   /* partition number, 0 for a whole disk */
+	uint64_t start_bytes; /* a partition's offset in its disk */
 	uint64_t size_bytes;
 	uint32_t logical_sector_bytes;
 	uint32_t physical_sector_bytes;
 	uint32_t minimum_io_bytes;
-	uint32_t optimal_io_bytes;   /* 0: the device states none */
+	uint32_t optimal_io_bytes;      /* 0: the device states none */
 	int32_t alignment_offset_bytes; /* -1: the kernel reports it misaligned */
 	uint32_t reserved0;
 	uint64_t discard_granularity_bytes;
-	uint64_t discard_max_bytes;       /* 0: no discard */
-	uint64_t write_zeroes_max_bytes;  /* 0: no write-zeroes offload */
+	uint64_t discard_max_bytes;      /* 0: no discard */
+	uint64_t write_zeroes_max_bytes; /* 0: no write-zeroes offload */
 	bool rotational;
 	bool readonly;
 	bool removable;
 	char vendor[64];
 	char model[128];
 	char serial[128];
-	char wwn[128];               /* the kernel's wwid: "naa.5000...", "eui.0025..." */
-	char backing_file[1024];     /* loop devices: the file behind it */
+	char wwn[128];           /* the kernel's wwid: "naa.5000...", "eui.0025..." */
+	char backing_file[1024]; /* loop devices: the file behind it */
 	unsigned by_id_count;
 	char by_id[PT_MAX_BYID][128]; /* /dev/disk/by-id names pointing here (with udev only) */
-	char pttype[16];             /* partition table on it: "gpt", "dos" */
+	char pttype[16];              /* partition table on it: "gpt", "dos" */
 	char ptuuid[64];
-	char partuuid[64];           /* partitions: the entry's id in the parent's table */
+	char partuuid[64]; /* partitions: the entry's id in the parent's table */
 	char partlabel[128];
-	char parttype[64];           /* partition type GUID or MBR type */
-	char fstype[32];             /* content type found by libblkid: "ext4", "swap", "LVM2_member" */
+	char parttype[64]; /* partition type GUID or MBR type */
+	char fstype[32];   /* content type found by libblkid: "ext4", "swap", "LVM2_member" */
 	char uuid[64];
 	char label[128];
-	int probe_error;             /* 0, or -errno when libblkid could not read it */
-	uint32_t busy;               /* enum pt_busy bits */
-	char mountpoint[256];        /* first mount point (of it or a partition, "sda1:/boot") */
-	char holders[256];           /* holders, space-separated ("dm-0", or "sda1:md0" for a partition's) */
-	char mapped_to[128];         /* "VM C:T:L" of the first map entry naming it */
+	int probe_error;      /* 0, or -errno when libblkid could not read it */
+	uint32_t busy;        /* enum pt_busy bits */
+	char mountpoint[256]; /* first mount point (of it or a partition, "sda1:/boot") */
+	char holders[256]; /* holders, space-separated ("dm-0", or "sda1:md0" for a partition's) */
+	char mapped_to[128]; /* "VM C:T:L" of the first map entry naming it */
 };
 
 enum {
@@ -231,7 +231,7 @@ VDISK_API const char *pt_device_busy_text(const struct pt_device *dev, char *buf
 /* ---- safety ---- */
 
 enum {
-	PT_CHECK_FORCE = 1 << 0, /* override PT_BUSY_FORCEABLE refusals */
+	PT_CHECK_FORCE = 1 << 0,    /* override PT_BUSY_FORCEABLE refusals */
 	PT_CHECK_READONLY = 1 << 1, /* the LUN is read-only (a read-only device is fine) */
 };
 
@@ -314,9 +314,9 @@ VDISK_API int pt_lunmap_format(const struct pt_lunmap *map, char **ret_text, siz
 /* ---- editing the map file (vdisk lun map / unmap) ---- */
 
 struct pt_map_opts {
-	size_t struct_size; /* set by pt_map_opts_init() */
-	bool readonly;      /* map read-only */
-	bool force;         /* override PT_BUSY_FORCEABLE refusals */
+	size_t struct_size;                      /* set by pt_map_opts_init() */
+	bool readonly;                           /* map read-only */
+	bool force;                              /* override PT_BUSY_FORCEABLE refusals */
 	const struct pt_discover_opts *discover; /* NULL: the host's real /sys, /proc, /dev */
 };
 
@@ -354,8 +354,8 @@ struct pt_geometry {
 	uint64_t write_zeroes_max_bytes; /* 0: BLKZEROOUT falls back to writing zeros */
 	bool readonly;                   /* the LUN (map entry or device) is read-only */
 	bool rotational;
-	bool discard;                    /* discard_max_bytes > 0 */
-	bool write_zeroes;               /* write_zeroes_max_bytes > 0 */
+	bool discard;      /* discard_max_bytes > 0 */
+	bool write_zeroes; /* write_zeroes_max_bytes > 0 */
 };
 
 /*
@@ -370,8 +370,8 @@ enum {
 };
 
 struct pt_open_opts {
-	size_t struct_size; /* set by pt_open_opts_init() */
-	unsigned flags;     /* PT_OPEN_* */
+	size_t struct_size;                      /* set by pt_open_opts_init() */
+	unsigned flags;                          /* PT_OPEN_* */
 	const struct pt_discover_opts *discover; /* NULL: the host's real /sys, /proc, /dev */
 };
 

@@ -203,8 +203,8 @@ static void read_queue(const char *qdir_parent, struct pt_device *dev)
 
 	snprintf(q, sizeof(q), "%s/queue", qdir_parent);
 	dev->logical_sector_bytes = read_u32_or(q, "logical_block_size", 512);
-	dev->physical_sector_bytes = read_u32_or(q, "physical_block_size",
-						 dev->logical_sector_bytes);
+	dev->physical_sector_bytes =
+	    read_u32_or(q, "physical_block_size", dev->logical_sector_bytes);
 	dev->minimum_io_bytes = read_u32_or(q, "minimum_io_size", dev->physical_sector_bytes);
 	dev->optimal_io_bytes = read_u32_or(q, "optimal_io_size", 0);
 	dev->rotational = read_u32_or(q, "rotational", 0) != 0;
@@ -424,7 +424,7 @@ static void probe_content(struct pt_device *dev)
 	}
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID |
-						      BLKID_SUBLKS_TYPE);
+						  BLKID_SUBLKS_TYPE);
 	blkid_probe_enable_partitions(pr, 1);
 	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
 	r = blkid_do_safeprobe(pr);
@@ -480,8 +480,7 @@ static bool wanted(const struct pt_env *env, const char *name)
 	return true;
 }
 
-static int scan_sysfs(const struct pt_env *env, struct pt_device_list *list,
-		      struct vdisk_err *err)
+static int scan_sysfs(const struct pt_env *env, struct pt_device_list *list, struct vdisk_err *err)
 {
 	char dir[PATH_MAX];
 	struct pt_device dev;

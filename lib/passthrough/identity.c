@@ -18,7 +18,7 @@
 #include "util.h"
 
 static const char *const kind_names[] = {
-	[PT_ID_WWN] = "WWN",   [PT_ID_SERIAL] = "SERIAL",     [PT_ID_BYID] = "BYID",
+	[PT_ID_WWN] = "WWN",       [PT_ID_SERIAL] = "SERIAL",     [PT_ID_BYID] = "BYID",
 	[PT_ID_PTUUID] = "PTUUID", [PT_ID_PARTUUID] = "PARTUUID", [PT_ID_UUID] = "UUID",
 };
 
@@ -253,10 +253,11 @@ static int find_by_path(const struct pt_device_list *list, const char *arg,
 		return vdisk_err_set(err, -ENOTBLK, "%s: not a block device", arg);
 	dev = pt_list_by_devno(list, st.st_rdev);
 	if (!dev)
-		return vdisk_err_set(err, -ENODEV,
-				     "%s: block device %u:%u is not among the host's devices (empty "
-				     "or hidden?)",
-				     arg, major(st.st_rdev), minor(st.st_rdev));
+		return vdisk_err_set(
+		    err, -ENODEV,
+		    "%s: block device %u:%u is not among the host's devices (empty "
+		    "or hidden?)",
+		    arg, major(st.st_rdev), minor(st.st_rdev));
 	*ret_dev = dev;
 	return 0;
 }

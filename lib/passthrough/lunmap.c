@@ -17,11 +17,11 @@
 #include "pt-int.h"
 #include "util.h"
 
-#define MAP_MAX_LINE 4096
+#define MAP_MAX_LINE  4096
 #define MAP_MAX_LINES 65536
-#define MAP_HEADER                                                                      \
-	"# vdisk LUN map (format: docs/lun-map.md). One LUN per line:\n"                 \
-	"#   VM  CONTROLLER:TARGET:LUN  ro|rw  IDENTITY\n"                               \
+#define MAP_HEADER                                                                        \
+	"# vdisk LUN map (format: docs/lun-map.md). One LUN per line:\n"                  \
+	"#   VM  CONTROLLER:TARGET:LUN  ro|rw  IDENTITY\n"                                \
 	"# Edit with `vdisk lun map` and `vdisk lun unmap`, which lock and replace this " \
 	"file atomically.\n"
 
@@ -151,9 +151,8 @@ struct cursor {
 	const char *p, *end;
 };
 
-static __attribute__((format(printf, 3, 4))) int fail(const struct cursor *c,
-							struct vdisk_err *err,
-							const char *fmt, ...)
+static __attribute__((format(printf, 3, 4))) int fail(const struct cursor *c, struct vdisk_err *err,
+						      const char *fmt, ...)
 {
 	char msg[400];
 	va_list ap;
@@ -217,16 +216,18 @@ static int parse_value(struct cursor *c, char *buf, size_t len, struct vdisk_err
 	} else {
 		const char *s = c->p;
 		if (token(c, buf, len) < 0)
-			return fail(c, err, c->p == s ? "missing identity value"
-						      : "identity value too long");
+			return fail(c, err,
+				    c->p == s ? "missing identity value"
+					      : "identity value too long");
 		if (strpbrk(buf, "\"\\")) {
 			c->p = s;
 			return fail(c, err, "a value with '\"' or '\\' must be quoted");
 		}
 	}
 	if (!pt_id_value_valid(buf))
-		return fail(c, err, "identity value must be printable ASCII, no control "
-				    "characters, no leading or trailing space");
+		return fail(c, err,
+			    "identity value must be printable ASCII, no control "
+			    "characters, no leading or trailing space");
 	return 0;
 }
 
@@ -239,8 +240,9 @@ static int parse_identity(struct cursor *c, struct pt_identity *id, struct vdisk
 	for (eq = s; eq < c->end && *eq != '=' && *eq != ' ' && *eq != '\t'; eq++)
 		;
 	if (eq >= c->end || *eq != '=')
-		return fail(c, err, "expected KIND=value (WWN, SERIAL, BYID, PTUUID, PARTUUID, "
-				    "UUID)");
+		return fail(c, err,
+			    "expected KIND=value (WWN, SERIAL, BYID, PTUUID, PARTUUID, "
+			    "UUID)");
 	if ((size_t)(eq - s) >= sizeof(kind) || eq == s)
 		return fail(c, err, "unknown identity kind");
 	memcpy(kind, s, (size_t)(eq - s));
@@ -249,8 +251,9 @@ static int parse_identity(struct cursor *c, struct pt_identity *id, struct vdisk
 		if (strcmp(kind, pt_id_kind_name(k)) == 0)
 			break;
 	if (k > PT_ID_UUID)
-		return fail(c, err, "unknown identity kind '%s' (WWN, SERIAL, BYID, PTUUID, "
-				    "PARTUUID, UUID)",
+		return fail(c, err,
+			    "unknown identity kind '%s' (WWN, SERIAL, BYID, PTUUID, "
+			    "PARTUUID, UUID)",
 			    kind);
 	c->p = eq + 1;
 	id->kind = k;
@@ -264,8 +267,9 @@ static int parse_entry(struct cursor *c, struct pt_lun_entry *e, struct vdisk_er
 	memset(e, 0, sizeof(*e));
 	e->line = c->line;
 	if (token(c, buf, sizeof(buf)) < 0 || !pt_vm_name_valid(buf))
-		return fail(c, err, "invalid VM name (1 to %d of A-Z a-z 0-9 . _ -, starting "
-				    "with a letter or digit)",
+		return fail(c, err,
+			    "invalid VM name (1 to %d of A-Z a-z 0-9 . _ -, starting "
+			    "with a letter or digit)",
 			    PT_VM_NAME_MAX);
 	pt_strlcpy(e->vm, buf, sizeof(e->vm));
 	skip_blank(c);
@@ -513,9 +517,8 @@ int pt_lunmap_set(struct pt_lunmap *map, const struct pt_lun_entry *e, struct vd
 		struct pt_lun_entry *old = &map->lines[at].e;
 		if (!same_identity(&old->id, &e->id)) {
 			pt_identity_format(&old->id, id, sizeof(id));
-			return vdisk_err_set(err, -EEXIST,
-					     "%s %s holds %s already: unmap it first", e->vm, slot,
-					     id);
+			return vdisk_err_set(err, -EEXIST, "%s %s holds %s already: unmap it first",
+					     e->vm, slot, id);
 		}
 		old->readonly = e->readonly;
 		return 0;

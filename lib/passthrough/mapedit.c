@@ -189,9 +189,8 @@ out:
 	return r;
 }
 
-int pt_lun_map(const char *map_path, const char *vm, const struct pt_slot *slot,
-	       const char *device, const struct pt_map_opts *o, struct pt_lun_entry *ret_entry,
-	       struct vdisk_err *err)
+int pt_lun_map(const char *map_path, const char *vm, const struct pt_slot *slot, const char *device,
+	       const struct pt_map_opts *o, struct pt_lun_entry *ret_entry, struct vdisk_err *err)
 {
 	struct pt_map_opts oc;
 	struct pt_lunmap *map = NULL;

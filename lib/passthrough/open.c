@@ -122,7 +122,8 @@ static int open_checked(const struct pt_device_list *list, const struct pt_devic
 	}
 	if (fstat(lun->fd, &st) < 0 || !S_ISBLK(st.st_mode) ||
 	    st.st_rdev != makedev(dev->major, dev->minor)) {
-		r = vdisk_err_set(err, -ESTALE, "%s: the node changed while it was opened", dev->path);
+		r = vdisk_err_set(err, -ESTALE, "%s: the node changed while it was opened",
+				  dev->path);
 		goto out_free;
 	}
 	r = pt_geometry_from_fd(lun->fd, &lun->geo, err);
@@ -155,8 +156,8 @@ static int open_entry(const struct pt_device_list *list, const struct pt_lunmap 
 	pt_slot_format(&e->slot, s);
 	r = pt_device_resolve(list, &e->id, &dev, err);
 	if (r == 0)
-		r = open_checked(list, dev, map, e, e->readonly || (o->flags & PT_OPEN_READONLY),
-				 o, ret_lun, err);
+		r = open_checked(list, dev, map, e, e->readonly || (o->flags & PT_OPEN_READONLY), o,
+				 ret_lun, err);
 	if (r)
 		vdisk_err_prefix(err, "%s %s: ", e->vm, s);
 	return r;
@@ -241,8 +242,7 @@ out:
 }
 
 int pt_lun_open_device(const char *device, const struct pt_lunmap *map, bool readonly,
-		       const struct pt_open_opts *o, struct pt_lun **ret_lun,
-		       struct vdisk_err *err)
+		       const struct pt_open_opts *o, struct pt_lun **ret_lun, struct vdisk_err *err)
 {
 	struct pt_device_list *list = NULL;
 	const struct pt_device *dev;

@@ -81,7 +81,7 @@ bool pt_id_value_valid(const char *v);
 
 struct pt_mount {
 	uint32_t major, minor; /* from mountinfo; 0:N for btrfs and the like */
-	dev_t source_rdev;     /* the source's device number when it is a block device node, else 0 */
+	dev_t source_rdev; /* the source's device number when it is a block device node, else 0 */
 	char source[256];
 	char mountpoint[256];
 };
@@ -112,8 +112,7 @@ int pt_read_text(const char *path, char **ret_text, size_t *ret_len);
  * root/boot set (expanded to whole disks and the slaves of stacked devices),
  * partitions' states folded into their disk, O_EXCL probes and @env->map.
  */
-int pt_compute_busy(const struct pt_env *env, struct pt_device_list *list,
-		    struct vdisk_err *err);
+int pt_compute_busy(const struct pt_env *env, struct pt_device_list *list, struct vdisk_err *err);
 
 /* ---- the map (lunmap.c) ---- */
 

@@ -80,8 +80,8 @@ static void unescape(const char *s, size_t n, char *out, size_t len)
 	while (i < n && o + 1 < len) {
 		if (s[i] == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' &&
 		    s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-			out[o++] = (char)((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 +
-					  (s[i + 3] - '0'));
+			out[o++] =
+			    (char)((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
 			i += 4;
 		} else {
 			out[o++] = s[i++];
@@ -268,8 +268,8 @@ static void append(char *buf, size_t len, const char *sep, const char *a, const 
 
 static const char *const root_mounts[] = { "/", "/boot", "/boot/efi", "/efi", "/usr" };
 
-static void mark_root(const struct pt_env *env, struct pt_device_list *list,
-		      struct pt_device *dev, unsigned depth)
+static void mark_root(const struct pt_env *env, struct pt_device_list *list, struct pt_device *dev,
+		      unsigned depth)
 {
 	char slaves[1024], *save = NULL, *tok;
 	struct pt_device *p;
@@ -338,7 +338,8 @@ static void fold_partitions(struct pt_device_list *list)
 
 	for (i = 0; i < list->count; i++) {
 		struct pt_device *p = &list->devs[i], *d;
-		if (!p->partition || !(p->busy & inherit) || !(d = pt_list_by_name(list, p->parent)))
+		if (!p->partition || !(p->busy & inherit) ||
+		    !(d = pt_list_by_name(list, p->parent)))
 			continue;
 		d->busy |= p->busy & inherit;
 		if (p->mountpoint[0] && !d->mountpoint[0])
@@ -385,8 +386,7 @@ static void mark_mapped(const struct pt_env *env, struct pt_device_list *list)
 	}
 }
 
-int pt_compute_busy(const struct pt_env *env, struct pt_device_list *list,
-		    struct vdisk_err *err)
+int pt_compute_busy(const struct pt_env *env, struct pt_device_list *list, struct vdisk_err *err)
 {
 	struct pt_mount_table mounts = { NULL, 0 }, swaps = { NULL, 0 };
 	const struct pt_mount *m;
@@ -467,11 +467,10 @@ int pt_safety_check(const struct pt_device_list *list, const struct pt_device *d
 		struct pt_device only = *dev;
 		only.busy &= hard;
 		pt_device_busy_text(&only, why, sizeof(why));
-		return vdisk_err_set(err, -EBUSY,
-				     "refusing %s: %s (%s)", dev_label(dev), why,
+		return vdisk_err_set(err, -EBUSY, "refusing %s: %s (%s)", dev_label(dev), why,
 				     dev->busy & PT_BUSY_HOST_ROOT
-					     ? "never handed to a VM"
-					     : "unmount, swapoff or dismantle what uses it first");
+					 ? "never handed to a VM"
+					 : "unmount, swapoff or dismantle what uses it first");
 	}
 	if (map && (e = pt_lunmap_conflict(map, list, dev, vm, slot))) {
 		char s[PT_SLOT_STRLEN], id[PT_ID_STRLEN];

@@ -17,13 +17,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                     \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "fuzz-lunmap: contract broken: %s (line %d)\n", \
-				#cond, __LINE__);                                       \
-			abort();                                                        \
-		}                                                                       \
+#define CHECK(cond)                                                                            \
+	do {                                                                                   \
+		if (!(cond)) {                                                                 \
+			fprintf(stderr, "fuzz-lunmap: contract broken: %s (line %d)\n", #cond, \
+				__LINE__);                                                     \
+			abort();                                                               \
+		}                                                                              \
 	} while (0)
 
 static bool same_entry(const struct pt_lun_entry *a, const struct pt_lun_entry *b)

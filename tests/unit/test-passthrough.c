@@ -96,22 +96,32 @@ static void test_slot_and_vm(void **state)
 		int ret;
 		uint32_t c, t, l;
 	} slots[] = {
-		{ "0:0:0", 0, 0, 0, 0 },       { "3:0:63", 0, 3, 0, 63 },
+		{ "0:0:0", 0, 0, 0, 0 },
+		{ "3:0:63", 0, 3, 0, 63 },
 		{ "255:255:16383", 0, 255, 255, 16383 },
-		{ "256:0:0", -EINVAL, 0, 0, 0 }, { "0:0:16384", -EINVAL, 0, 0, 0 },
-		{ "0:0", -EINVAL, 0, 0, 0 },   { "0:0:0:0", -EINVAL, 0, 0, 0 },
-		{ "-1:0:0", -EINVAL, 0, 0, 0 }, { " 0:0:0", -EINVAL, 0, 0, 0 },
-		{ "0:0:0 ", -EINVAL, 0, 0, 0 }, { "00000001:0:0", -EINVAL, 0, 0, 0 },
-		{ "", -EINVAL, 0, 0, 0 },      { "a:b:c", -EINVAL, 0, 0, 0 },
+		{ "256:0:0", -EINVAL, 0, 0, 0 },
+		{ "0:0:16384", -EINVAL, 0, 0, 0 },
+		{ "0:0", -EINVAL, 0, 0, 0 },
+		{ "0:0:0:0", -EINVAL, 0, 0, 0 },
+		{ "-1:0:0", -EINVAL, 0, 0, 0 },
+		{ " 0:0:0", -EINVAL, 0, 0, 0 },
+		{ "0:0:0 ", -EINVAL, 0, 0, 0 },
+		{ "00000001:0:0", -EINVAL, 0, 0, 0 },
+		{ "", -EINVAL, 0, 0, 0 },
+		{ "a:b:c", -EINVAL, 0, 0, 0 },
 	};
 	static const struct {
 		const char *vm;
 		bool ok;
 	} vms[] = {
-		{ "vm1", true },	{ "web.example-01_a", true },
-		{ "9", true },		{ "", false },
-		{ "-vm", false },	{ ".vm", false },
-		{ "vm 1", false },	{ "vm:1", false },
+		{ "vm1", true },
+		{ "web.example-01_a", true },
+		{ "9", true },
+		{ "", false },
+		{ "-vm", false },
+		{ ".vm", false },
+		{ "vm 1", false },
+		{ "vm:1", false },
 		{ "vm/1", false },
 		{ "a123456789012345678901234567890123456789012345678901234567890123", true },
 		{ "a1234567890123456789012345678901234567890123456789012345678901234", false },
@@ -134,7 +144,8 @@ static void test_slot_and_vm(void **state)
 	}
 	for (i = 0; i < sizeof(vms) / sizeof(vms[0]); i++)
 		if (pt_vm_name_valid(vms[i].vm) != vms[i].ok)
-			fail_msg("VM name '%s': expected %s", vms[i].vm, vms[i].ok ? "valid" : "invalid");
+			fail_msg("VM name '%s': expected %s", vms[i].vm,
+				 vms[i].ok ? "valid" : "invalid");
 	assert_false(pt_vm_name_valid(NULL));
 }
 
@@ -212,7 +223,8 @@ static void test_map_parse_errors(void **state)
 		{ "vm1 0:0:0 rw UUID=\"\\n\"\n", "may be escaped" },
 		{ "vm1 0:0:0 rw UUID=a\"b\n", "must be quoted" },
 		{ "vm1 0:0:0 rw UUID=\" x\"\n", "no leading or trailing space" },
-		{ "# ok\nvm1 0:0:0 rw UUID=x\nvm1 0:0:0 ro UUID=y\n", "t.conf:3:1: vm1 0:0:0 is mapped twice" },
+		{ "# ok\nvm1 0:0:0 rw UUID=x\nvm1 0:0:0 ro UUID=y\n",
+		  "t.conf:3:1: vm1 0:0:0 is mapped twice" },
 		{ "vm1 0:0:0 rw UUID=x\x01\n", "printable ASCII" },
 	};
 	size_t i;
@@ -222,7 +234,8 @@ static void test_map_parse_errors(void **state)
 		struct pt_lunmap *map = NULL;
 		int r = pt_lunmap_parse(cases[i].text, strlen(cases[i].text), "t.conf", &map, &err);
 		if (r != -EINVAL || !strstr(err.msg, cases[i].msg))
-			fail_msg("case %zu: got %d '%s', expected '%s'", i, r, err.msg, cases[i].msg);
+			fail_msg("case %zu: got %d '%s', expected '%s'", i, r, err.msg,
+				 cases[i].msg);
 		assert_null(map);
 	}
 	/* a NUL byte inside a line */
@@ -328,12 +341,12 @@ static void test_default_path(void **state)
 
 static void test_mountinfo(void **state)
 {
-	const char *text =
-		"27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-		"36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:2 - ext3 /dev/root rw\n"
-		"40 27 0:45 / /srv rw - btrfs /dev/nonexistent-sdz rw\n"
-		"garbage line\n"
-		"41 27 8:17 / /boot rw - vfat /dev/sdb1 rw";
+	const char *text = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+			   "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:2 - "
+			   "ext3 /dev/root rw\n"
+			   "40 27 0:45 / /srv rw - btrfs /dev/nonexistent-sdz rw\n"
+			   "garbage line\n"
+			   "41 27 8:17 / /boot rw - vfat /dev/sdb1 rw";
 	struct pt_mount_table t;
 	struct pt_device d = { .name = "nonexistent-sdz", .major = 8, .minor = 48 };
 
@@ -473,8 +486,8 @@ static void fake_part(const char *disk, const char *name, const char *devno, uns
  */
 static void build_fake_tree(void)
 {
-	static const uint8_t vpd80[] = { 0x00, 0x80, 0x00, 0x08, ' ', 'S', 'N', '-', 'F', '0',
-					 '0', ' ' };
+	static const uint8_t vpd80[] = { 0x00, 0x80, 0x00, 0x08, ' ', 'S',
+					 'N',  '-',  'F',  '0',  '0', ' ' };
 	char path[1024];
 	FILE *f;
 
@@ -507,8 +520,9 @@ static void build_fake_tree(void)
 	put_file("proc/self/mountinfo", "27 1 253:0 / / rw - ext4 /dev/mapper/root rw\n"
 					"28 27 8:1 / /boot rw - vfat /dev/sda1 rw\n"
 					"29 27 0:30 / /tmp rw - tmpfs tmpfs rw\n");
-	put_file("proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n"
-			       "/dev/sdc                                partition\t524284\t0\t-2\n");
+	put_file("proc/swaps",
+		 "Filename\tType\tSize\tUsed\tPriority\n"
+		 "/dev/sdc                                partition\t524284\t0\t-2\n");
 	put_file("dev/.keep", "");
 }
 
@@ -603,7 +617,8 @@ static void test_discover_fake(void **state)
 	assert_string_equal(pt_device_busy_text(d, why, sizeof(why)), "active swap");
 	for (i = 0; i < pt_device_list_count(list); i++) {
 		d = pt_device_list_get(list, i);
-		if (!strcmp(d->name, "sdd") || !strcmp(d->name, "sde") || !strncmp(d->name, "sdf", 3))
+		if (!strcmp(d->name, "sdd") || !strcmp(d->name, "sde") ||
+		    !strncmp(d->name, "sdf", 3))
 			assert_int_equal(d->busy, 0);
 	}
 	pt_device_busy_text(dev_named(list, "sdb"), why, sizeof(why));
@@ -663,8 +678,8 @@ static void test_identity_resolution(void **state)
 	assert_int_equal(pt_device_resolve(list, &id, &d, &err), -ENOTUNIQ);
 	assert_non_null(strstr(err.msg, "names 2 devices (sdf1, sdf2)"));
 	vdisk_err_clear(&err);
-	assert_int_equal(pt_identity_parse("PTUUID=00000000-0000-0000-0000-000000000000", &id, NULL),
-			 0);
+	assert_int_equal(
+	    pt_identity_parse("PTUUID=00000000-0000-0000-0000-000000000000", &id, NULL), 0);
 	assert_int_equal(pt_device_resolve(list, &id, &d, &err), -ENODEV);
 	assert_non_null(strstr(err.msg, "PTUUID=00000000-0000-0000-0000-000000000000: no block "
 					"device"));
@@ -675,9 +690,8 @@ static void test_identity_resolution(void **state)
 	assert_string_equal(d->name, "sde");
 	assert_int_equal(pt_device_find(list, "SN-D00", &d, NULL), 0);
 	assert_string_equal(d->name, "sdd");
-	assert_int_equal(pt_device_find(list, "partuuid=11111111-0000-4000-8000-000000000002", &d,
-					NULL),
-			 0);
+	assert_int_equal(
+	    pt_device_find(list, "partuuid=11111111-0000-4000-8000-000000000002", &d, NULL), 0);
 	assert_string_equal(d->name, "sdf2");
 	assert_int_equal(pt_device_find(list, "nothing-like-this", &d, &err), -ENODEV);
 	vdisk_err_clear(&err);
@@ -698,7 +712,8 @@ static void expect_refusal(const struct pt_device_list *list, const char *name,
 	int r = pt_safety_check(list, dev_named(list, name), map, "vmX", &slot, flags, &err);
 
 	if (r != code || (msg && !strstr(err.msg, msg)))
-		fail_msg("%s: got %d '%s', expected %d '%s'", name, r, err.msg, code, msg ? msg : "");
+		fail_msg("%s: got %d '%s', expected %d '%s'", name, r, err.msg, code,
+			 msg ? msg : "");
 }
 
 static void test_safety(void **state)
@@ -738,9 +753,8 @@ static void test_safety(void **state)
 	{
 		/* the slot that holds it may be re-mapped (a mode change) */
 		struct pt_slot s = { 0, 0, 0 };
-		assert_int_equal(pt_safety_check(list, dev_named(list, "sdd"), map, "vm1", &s, 0,
-						 NULL),
-				 0);
+		assert_int_equal(
+		    pt_safety_check(list, dev_named(list, "sdd"), map, "vm1", &s, 0, NULL), 0);
 	}
 	pt_device_list_free(list);
 	pt_lunmap_free(map);
@@ -751,8 +765,8 @@ static void test_safety(void **state)
 static struct pt_discover_opts edit_dopts;
 static char edit_sys[600], edit_proc[600], edit_dev[600];
 
-static int map_dev(const char *path, const char *vm, const char *slot, const char *dev,
-		   bool ro, bool force, struct vdisk_err *err)
+static int map_dev(const char *path, const char *vm, const char *slot, const char *dev, bool ro,
+		   bool force, struct vdisk_err *err)
 {
 	struct pt_map_opts o;
 	struct pt_slot s;
@@ -799,13 +813,11 @@ static void test_map_file_edits(void **state)
 	assert_non_null(strstr(text, "\nvm1 0:0:0 rw WWN=naa.5000000000000d00\n"));
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0644);
-	assert_int_equal(map_dev(path, "vm1", "0:0:1", "WWN=naa.5000000000000e00", true, false,
-				 &err),
-			 0);
+	assert_int_equal(
+	    map_dev(path, "vm1", "0:0:1", "WWN=naa.5000000000000e00", true, false, &err), 0);
 	/* refusals leave the file alone */
-	assert_int_equal(map_dev(path, "vm2", "0:0:0", "WWN=naa.5000000000000d00", false, true,
-				 &err),
-			 -EBUSY);
+	assert_int_equal(
+	    map_dev(path, "vm2", "0:0:0", "WWN=naa.5000000000000d00", false, true, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "already mapped to vm1 0:0:0"));
 	vdisk_err_clear(&err);
 	assert_int_equal(map_dev(path, "vm1", "0:0:0", "SWAPSERIAL", false, true, &err), -EEXIST);
@@ -871,7 +883,8 @@ static void test_map_file_concurrent(void **state)
 				char vm[16], slot[16];
 				snprintf(vm, sizeof(vm), "vm%d", i);
 				snprintf(slot, sizeof(slot), "0:0:%d", i);
-				_exit(map_dev(path, vm, slot, devs[i], true, false, NULL) == 0 ? 0 : 1);
+				_exit(map_dev(path, vm, slot, devs[i], true, false, NULL) == 0 ? 0
+											       : 1);
 			}
 		}
 		for (i = 0; i < 3; i++) {
@@ -946,7 +959,6 @@ static void test_opts_struct_size(void **state)
 	assert_string_equal(env.sysfs, "/sys");
 }
 
-
 /* ---- opening LUNs on real loop devices (root only) ---- */
 
 #define MAX_LOOPS 4
@@ -954,7 +966,8 @@ static char loops[MAX_LOOPS][64];
 static char loop_files[MAX_LOOPS][600];
 
 /* Runs a command and returns its first output line in @buf (without the newline). */
-static int run_line(char *buf, size_t len, const char *fmt, ...)
+static __attribute__((format(printf, 3, 4))) int run_line(char *buf, size_t len, const char *fmt,
+							  ...)
 {
 	char cmd[1200];
 	va_list ap;
@@ -979,8 +992,8 @@ static void attach(int i, const char *file, unsigned mib, unsigned sector, bool 
 	if (make)
 		assert_int_equal(test_system("rm -f '%s' && truncate -s %uM '%s'", file, mib, file),
 				 0);
-	assert_int_equal(run_line(loops[i], sizeof(loops[i]), "losetup -f --show --sector-size %u '%s'",
-				  sector, file),
+	assert_int_equal(run_line(loops[i], sizeof(loops[i]),
+				  "losetup -f --show --sector-size %u '%s'", sector, file),
 			 0);
 	/* through the device, so the GPT fits its sector size; the re-read fails without partscan */
 	if (make)
