@@ -19,7 +19,7 @@ put parent.vhdx shadow.raw 0 $((4 * MiB)) parent-data
 parent_sha=$(sha256 parent.vhdx)
 vdisk create --parent parent.vhdx child.vhdx >/dev/null
 
-"$VSP" --vhost-user-blk "$SCRATCH/vu.sock" --queues 2 child.vhdx 2>daemon.log &
+"$VSP" --vhost-user-blk "$SCRATCH/vu.sock" --queues 2 child.vhdx >/dev/null 2>daemon.log &
 vsp_pid=$!
 cleanup_fn stop_pid "$vsp_pid"
 for _ in $(seq 50); do [ -S vu.sock ] && break; sleep 0.1; done
