@@ -170,9 +170,13 @@ static int do_list(const struct vdisk_cmd *cmd, const struct lun_args *a)
 	size_t i;
 	int r;
 
+	/* a broken map must not hide the devices: say so and list them unmarked */
 	r = pt_lunmap_load(a->map, &map, &err);
-	if (r)
-		return cli_fail_err(cmd, NULL, r, &err);
+	if (r) {
+		fprintf(stderr, "vdisk: %s: warning: %s; mapped devices are not marked\n",
+			cmd->name, err.msg);
+		map = NULL;
+	}
 	pt_discover_opts_init(&o, sizeof(o));
 	o.map = map;
 	o.flags = a->all ? PT_DISCOVER_EMPTY : 0;

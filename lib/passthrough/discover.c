@@ -229,7 +229,7 @@ static void find_node(const struct pt_env *env, struct pt_device *dev)
 
 int pt_sysfs_read_device(const struct pt_env *env, const char *name, struct pt_device *dev)
 {
-	char link[PATH_MAX], dir[PATH_MAX], parent_dir[PATH_MAX], buf[64];
+	char link[PATH_MAX], dir[PATH_MAX], parent_dir[PATH_MAX], tmp[PATH_MAX], buf[64];
 	unsigned maj, min;
 	uint64_t v;
 	int64_t a;
@@ -254,13 +254,12 @@ int pt_sysfs_read_device(const struct pt_env *env, const char *name, struct pt_d
 	if (mul_overflows_u64(v, 512, &dev->size_bytes))
 		return -EOVERFLOW;
 
-	pt_strlcpy(parent_dir, dir, sizeof(parent_dir));
-	dirname(parent_dir);
+	pt_strlcpy(tmp, dir, sizeof(tmp));
+	pt_strlcpy(parent_dir, dirname(tmp), sizeof(parent_dir));
 	if (pt_read_u64(dir, "partition", &v) == 0) {
-		char pcopy[PATH_MAX];
 		dev->partition = (uint32_t)v;
-		pt_strlcpy(pcopy, parent_dir, sizeof(pcopy));
-		pt_strlcpy(dev->parent, basename(pcopy), sizeof(dev->parent));
+		pt_strlcpy(tmp, parent_dir, sizeof(tmp));
+		pt_strlcpy(dev->parent, basename(tmp), sizeof(dev->parent));
 		dev->start_bytes = read_u64_or(dir, "start", 0) * 512;
 		read_queue(parent_dir, dev);
 		dev->removable = read_u32_or(parent_dir, "removable", 0) != 0;

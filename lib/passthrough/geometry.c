@@ -31,9 +31,8 @@ static int queue_dir(dev_t rdev, char *buf, size_t len)
 	if (!realpath(link, real))
 		return -errno;
 	pt_strlcpy(tmp, real, sizeof(tmp));
-	if (pt_read_u64(real, "partition", &v) == 0)
-		dirname(tmp);
-	if ((size_t)snprintf(buf, len, "%s/queue", tmp) >= len)
+	if ((size_t)snprintf(buf, len, "%s/queue",
+			     pt_read_u64(real, "partition", &v) == 0 ? dirname(tmp) : real) >= len)
 		return -ENAMETOOLONG;
 	return 0;
 }

@@ -31,11 +31,12 @@ void pt_map_opts_init(struct pt_map_opts *o, size_t size)
 /* mkdir -p of the folder holding @path. */
 static int make_parent(const char *path, struct vdisk_err *err)
 {
-	char dir[PATH_MAX], *p;
+	char buf[PATH_MAX], dir[PATH_MAX], *p;
 
-	if (pt_strlcpy(dir, path, sizeof(dir)) >= sizeof(dir))
+	if (pt_strlcpy(buf, path, sizeof(buf)) >= sizeof(buf))
 		return vdisk_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
-	dirname(dir);
+	/* dirname() may return a static "." rather than cut @buf: use what it returns */
+	pt_strlcpy(dir, dirname(buf), sizeof(dir));
 	for (p = dir + 1; *p; p++) {
 		if (*p != '/')
 			continue;
@@ -92,7 +93,7 @@ static int write_all(int fd, const char *p, size_t n)
 /* Replaces @path by @map's text: temp file, fsync, rename, fsync of the folder. */
 static int save_map(const char *path, const struct pt_lunmap *map, struct vdisk_err *err)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX], *text = NULL;
+	char tmp[PATH_MAX], dir[PATH_MAX], *text = NULL, *folder;
 	struct stat st;
 	size_t len;
 	int fd, dfd, r;
@@ -126,10 +127,11 @@ static int save_map(const char *path, const struct pt_lunmap *map, struct vdisk_
 				     strerror(-r));
 	}
 	pt_strlcpy(dir, path, sizeof(dir));
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	folder = dirname(dir);
+	dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		if (fsync(dfd) < 0)
-			r = vdisk_err_set(err, -errno, "%s: fsync: %s", dir, strerror(errno));
+			r = vdisk_err_set(err, -errno, "%s: fsync: %s", folder, strerror(errno));
 		close(dfd);
 	}
 	return r;

@@ -861,6 +861,20 @@ static void test_map_file_edits(void **state)
 	assert_int_equal(map_dev(path, "vm4", "0:0:0", "SN-D00", false, false, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "luns.conf:"));
 	vdisk_err_clear(&err);
+
+	/* a relative map path, in the current folder */
+	{
+		char cwd[1024];
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		assert_int_equal(chdir(test_tmp_path("maps")), 0);
+		assert_int_equal(map_dev("rel.conf", "vm1", "0:0:0", "SN-D00", false, false, &err),
+				 0);
+		assert_int_equal(stat("rel.conf", &st), 0);
+		assert_true(S_ISREG(st.st_mode));
+		read_whole("rel.conf", text, sizeof(text));
+		assert_non_null(strstr(text, "\nvm1 0:0:0 rw WWN=naa.5000000000000d00\n"));
+		assert_int_equal(chdir(cwd), 0);
+	}
 }
 
 /* Children map different devices into one file at once: no edit may be lost. */
