@@ -9,7 +9,8 @@
  *   vsp-driver read SOCKET OFFSET LENGTH      the disk's bytes to stdout
  *   vsp-driver write SOCKET OFFSET < DATA     stdin to the disk, then FLUSH
  *   vsp-driver info SOCKET                    capacity, queues, serial (GET_ID)
- *   vsp-driver verify SOCKET                  patterned writes/reads on every queue,
+ *   vsp-driver verify SOCKET [--queues N] [--size BYTES]  patterned writes/reads on
+ *                                             every queue (in the last BYTES of the disk),
  *                                             flush, discard, write-zeroes
  *   vsp-driver bench SOCKET [--rw randread|randwrite|read|write] [--bs N]
  *                    [--depth N] [--queues N] [--time S] [--size BYTES]
@@ -567,16 +568,18 @@ static void fill(uint8_t *p, size_t len, uint64_t seed)
  * queue its own region), flush, read back and compare; then discard and
  * write-zeroes, read back as zeros; GET_ID.
  */
-static int cmd_verify(const char *sock, unsigned nq)
+static int cmd_verify(const char *sock, unsigned nq, uint64_t size)
 {
 	struct dev d;
 	const size_t bs = 64 * 1024;
 	const unsigned depth = 16;
-	uint64_t region;
+	uint64_t region, base;
 	int bad = 0;
 
 	dev_open(&d, sock, nq, depth, bs);
-	region = d.capacity / nq / bs * bs;
+	/* --size: only the last SIZE bytes of the disk are touched */
+	base = size && size < d.capacity ? (d.capacity - size) / bs * bs : 0;
+	region = (d.capacity - base) / nq / bs * bs;
 	if (region < depth * bs * 2)
 		die("disk too small");
 	for (unsigned round = 0; round < 4; round++) {
@@ -584,7 +587,7 @@ static int cmd_verify(const char *sock, unsigned nq)
 			struct dq *q = &d.q[i];
 			uint16_t old = q->avail_idx;
 			for (unsigned s = 0; s < depth; s++) {
-				uint64_t off = i * region + ((round * depth + s) * 7919ULL % (region / bs)) * bs;
+				uint64_t off = base + i * region + ((round * depth + s) * 7919ULL % (region / bs)) * bs;
 				fill(q->data + s * bs, bs, off ^ round);
 				(void)0;
 				prep(&d, q, s, VIRTIO_BLK_T_OUT, off / 512, bs, false);
@@ -611,7 +614,7 @@ static int cmd_verify(const char *sock, unsigned nq)
 		/* read back, one request at a time on queue 0 */
 		for (unsigned i = 0; i < nq; i++)
 			for (unsigned s = 0; s < depth; s++) {
-				uint64_t off = i * region + ((round * depth + s) * 7919ULL % (region / bs)) * bs;
+				uint64_t off = base + i * region + ((round * depth + s) * 7919ULL % (region / bs)) * bs;
 				uint8_t *want = malloc(bs);
 				fill(want, bs, off ^ round);
 				if (sync_req(&d, VIRTIO_BLK_T_IN, off / 512, bs, true) != VIRTIO_BLK_S_OK)
@@ -626,7 +629,7 @@ static int cmd_verify(const char *sock, unsigned nq)
 	/* discard and write-zeroes: one segment each, then the range reads as zeros */
 	for (uint32_t type = VIRTIO_BLK_T_DISCARD; type <= VIRTIO_BLK_T_WRITE_ZEROES; type += 2) {
 		uint8_t *seg = d.q[0].data;
-		uint64_t off = type == VIRTIO_BLK_T_DISCARD ? 0 : bs;
+		uint64_t off = base + (type == VIRTIO_BLK_T_DISCARD ? 0 : bs);
 		le64_st(seg, off / 512);
 		le32_st(seg + 8, bs / 512);
 		le32_st(seg + 12, 0);
@@ -1127,7 +1130,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "info"))
 		return cmd_info(sock);
 	if (!strcmp(cmd, "verify"))
-		return cmd_verify(sock, nq);
+		return cmd_verify(sock, nq, size);
 	if (!strcmp(cmd, "hostile"))
 		return cmd_hostile(sock);
 	if (!strcmp(cmd, "bench")) {
