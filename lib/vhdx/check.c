@@ -77,7 +77,7 @@ static struct object *collect_objects(struct ctx *c, size_t *ret_n)
 	for (uint32_t i = 0; i < img->rt->count; i++)
 		o[n++] = (struct object){ img->rt->entries[i].file_offset, img->rt->entries[i].length,
 					  "a region", UINT64_MAX };
-	for (uint64_t i = 0; i < img->nr_blocks + img->nr_chunks && i < img->bat_entries; i++) {
+	for (uint64_t i = 0; i < img->bat_entries; i++) {
 		uint64_t e = img->bat[i], off = e & VHDX_BAT_OFFSET_MASK;
 		unsigned st = e & VHDX_BAT_STATE_MASK;
 		bool sb = i % (img->chunk_ratio + 1ULL) == img->chunk_ratio;
@@ -98,7 +98,7 @@ static void check_bat_entries(struct ctx *c)
 {
 	struct vhdx_image *img = c->img;
 
-	for (uint64_t i = 0; i < img->nr_blocks + img->nr_chunks && i < img->bat_entries; i++) {
+	for (uint64_t i = 0; i < img->bat_entries; i++) {
 		uint64_t e = img->bat[i];
 		unsigned st = e & VHDX_BAT_STATE_MASK;
 		bool sb = i % (img->chunk_ratio + 1ULL) == img->chunk_ratio;
