@@ -18,3 +18,38 @@ void test_fill_pattern(void *buf, size_t len, uint64_t seed);
 int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
+
+/* ---- added for the VHDX tests ---- */
+
+/* SHA-256, incremental (uses the SHA-NI instructions when the CPU has them). */
+struct test_sha256 {
+	uint32_t h[8];
+	uint64_t total;
+	uint8_t buf[64];
+	size_t fill;
+};
+void test_sha256_init(struct test_sha256 *s);
+/* Non-zero: use the portable code even when the CPU has SHA-NI (to test both). */
+extern int test_sha256_force_portable;
+void test_sha256_update(struct test_sha256 *s, const void *data, size_t len);
+/* Writes 64 lower-case hex digits and a NUL into @hex. */
+void test_sha256_final_hex(struct test_sha256 *s, char hex[65]);
+/* SHA-256 (hex) of a whole file; 0 or -errno. */
+int test_sha256_file(const char *path, char hex[65]);
+/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+uint8_t *test_read_file(const char *path, size_t *ret_len);
+/* Copies @src to @dst (sparse-aware via cp); 0 on success. */
+int test_copy_file(const char *src, const char *dst);
+/* True when both files exist and have identical bytes. */
+int test_files_equal(const char *a, const char *b);
+/* pread/pwrite of exactly @len bytes at @off of the file at @path; 0 or -errno. */
+int test_file_pread(const char *path, void *buf, size_t len, uint64_t off);
+int test_file_pwrite(const char *path, const void *buf, size_t len, uint64_t off);
+/* True when NAME is on PATH; prints why to stderr when not. */
+int test_have_program(const char *name);
+
+struct vhdx_image;
+/* SHA-256 (hex) of the whole virtual disk of @img read through vhdx_pread; 0 or -errno. */
+int test_vhdx_sha256(struct vhdx_image *img, char hex[65]);
+/* Opens @path with VHDX_OPEN_* @flags, hashes its virtual disk, closes; 0 or -errno. */
+int test_vhdx_sha256_path(const char *path, unsigned flags, char hex[65]);
