@@ -3,8 +3,9 @@
  * vdisk checksum: XXH3-128 of the virtual content, printed like
  * `xxhsum -H2` (high 64 bits then low 64 bits, lower-case hex, two spaces,
  * the name), so a raw file and a VHDX holding the same bytes print the same
- * line. Zero and unallocated extents are hashed from a zero buffer without
- * reading anything; data extents are read straight from the layer file.
+ * line. Zero and unallocated extents, and holes of the layer files, are
+ * hashed from a zero buffer without reading anything; data extents are read
+ * straight from the layer file.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,9 +15,11 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "extent.h"
 
-#define SUM_CHUNK   (4u << 20)
-#define SUM_EXTENTS 256
+#define SUM_CHUNK         (4u << 20)
+#define SUM_EXTENTS       256
+#define SUM_SPLIT_EXTENTS 1024
 
 static const struct option checksum_options[] = {
 	CLI_LONGOPT_HELP,
@@ -69,16 +72,17 @@ static int hash_data(struct sum_ctx *s, const struct vdisk_extent *e)
 static int hash_disk(const struct vdisk_cmd *cmd, struct sum_ctx *s, struct vdisk_disk *d,
 		     const char *path)
 {
-	static struct vdisk_extent ext[SUM_EXTENTS];
+	static struct vdisk_extent got[SUM_EXTENTS], ext[SUM_SPLIT_EXTENTS];
 	uint64_t size = vdisk_disk_size(d), off = 0;
 	int i, n, r = 0;
 
 	XXH3_128bits_reset(s->state);
 	while (off < size) {
-		n = vdisk_disk_translate(d, off, size - off, ext, SUM_EXTENTS);
+		n = vdisk_disk_translate(d, off, size - off, got, SUM_EXTENTS);
 		if (n <= 0)
 			return cli_fail(cmd, "%s: translate at %llu: %s", path,
 					(unsigned long long)off, strerror(n < 0 ? -n : EIO));
+		n = cli_split_holes(got, n, ext, SUM_SPLIT_EXTENTS);
 		for (i = 0; i < n && r == 0; i++) {
 			if (ext[i].type == VDISK_EXTENT_DATA)
 				r = hash_data(s, &ext[i]);

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "extent.h"
 
-#define COPY_EXTENTS     256
-#define READAHEAD_WINDOW (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
+#define COPY_EXTENTS       256
+#define COPY_SPLIT_EXTENTS 1024
+#define READAHEAD_WINDOW   (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
 
 /* Reader: how far the translated extents have been announced to the kernel. */
 struct readahead {
@@ -144,17 +146,18 @@ static int read_extent(struct copy_pipe *p, struct readahead *ra, const struct v
 
 static int read_all(struct copy_pipe *p)
 {
-	static struct vdisk_extent ext[COPY_EXTENTS];
+	static struct vdisk_extent got[COPY_EXTENTS], ext[COPY_SPLIT_EXTENTS];
 	uint64_t size = vdisk_disk_size(p->src), off = 0;
 	struct readahead ra;
 	int i, n, r = 0;
 
 	while (off < size && r == 0) {
-		n = vdisk_disk_translate(p->src, off, size - off, ext, COPY_EXTENTS);
+		n = vdisk_disk_translate(p->src, off, size - off, got, COPY_EXTENTS);
 		if (n <= 0) {
 			p->err_offset = off;
 			return n < 0 ? n : -EIO;
 		}
+		n = cli_split_holes(got, n, ext, COPY_SPLIT_EXTENTS);
 		ra = (struct readahead){ .ext = ext, .n = n };
 		for (i = 0; i < n && r == 0; i++)
 			if (ext[i].type == VDISK_EXTENT_DATA)

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Extent helpers of the tool: refining what translate returns with the
+ * holes of the layer files, so that commands which read every data extent
+ * (convert, checksum) never read a hole: it reads as zeros by definition.
+ */
+#ifndef VDISK_CLI_EXTENT_H
+#define VDISK_CLI_EXTENT_H
+
+#include <vdisk/common.h>
+
+/*
+ * Copies @in[0..@n) to @out (at most @max entries), splitting each DATA
+ * extent where its layer file has holes (SEEK_DATA/SEEK_HOLE); the holes
+ * become ZERO extents. Returns the number written; when @max is too small
+ * they cover a prefix of the input (continue from the end of the last one).
+ */
+int cli_split_holes(const struct vdisk_extent *in, int n, struct vdisk_extent *out, int max);
+
+#endif /* VDISK_CLI_EXTENT_H */
