@@ -92,6 +92,14 @@ assert_eq "$(vdisk_sum "$SCRATCH/child.avhdx")" "$(xxhsum -H2 "$SCRATCH/flat.raw
 vdisk convert "$SCRATCH/child.avhdx" "$SCRATCH/flat.vhdx" || die "flatten to vhdx failed"
 qemu_compare "$SCRATCH/flat.vhdx" "$SCRATCH/flat.raw"
 
+# the writer on the other I/O engine
+VDISK_IO_ENGINE=libaio vdisk convert --block-size 1M "$src" "$SCRATCH/aio.vhdx" ||
+	die "convert with libaio failed"
+qemu_compare "$SCRATCH/aio.vhdx" "$src"
+VDISK_IO_ENGINE=libaio vdisk convert -O raw "$SCRATCH/aio.vhdx" "$SCRATCH/aio.raw" ||
+	die "convert to raw with libaio failed"
+assert_same_file "$SCRATCH/aio.raw" "$src" "vhdx -> raw with libaio"
+
 # a qemu-made VHDX as the source
 qemu-img convert -f raw -O vhdx "$src" "$SCRATCH/q.vhdx" || die "qemu-img convert failed"
 vdisk convert -p -O raw "$SCRATCH/q.vhdx" "$SCRATCH/q.raw" 2>"$SCRATCH/progress" ||
