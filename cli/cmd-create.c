@@ -112,24 +112,49 @@ static int parse_create_options(const struct vdisk_cmd *cmd, int argc, char **ar
 	return r;
 }
 
-/* A differencing image inherits the size and sector sizes of its parent unless given. */
+/* Fails when @given (an option or SIZE) differs from the parent's @have. 0 or exit code 1. */
+static int same_as_parent(const struct vdisk_cmd *cmd, const char *what, uint64_t given,
+			  uint64_t have)
+{
+	if (given == have)
+		return 0;
+	return cli_fail(cmd,
+			"%s %llu differs from the parent's (%llu): a differencing image "
+			"has the geometry of its parent",
+			what, (unsigned long long)given, (unsigned long long)have);
+}
+
+/*
+ * A differencing image has the size and sector sizes of its parent: fill
+ * in those not given, refuse those given differently.
+ */
 static int inherit_parent(const struct vdisk_cmd *cmd, struct vhdx_create_opts *o,
 			  const struct create_given *given)
 {
 	struct vdisk_disk *parent;
+	uint64_t size;
+	uint32_t lss, pss;
 	int r;
 
 	r = cli_open_disk(cmd, o->parent_path, VDISK_OPEN_RDONLY, &parent);
 	if (r)
 		return r;
-	if (o->disk_size_bytes == 0)
-		o->disk_size_bytes = vdisk_disk_size(parent);
-	if (!given->logical)
-		o->logical_sector_bytes = vdisk_disk_logical_sector(parent);
-	if (!given->physical)
-		o->physical_sector_bytes = vdisk_disk_physical_sector(parent);
+	size = vdisk_disk_size(parent);
+	lss = vdisk_disk_logical_sector(parent);
+	pss = vdisk_disk_physical_sector(parent);
 	vdisk_disk_close(parent, NULL);
-	return 0;
+	if (o->disk_size_bytes == 0)
+		o->disk_size_bytes = size;
+	if (!given->logical)
+		o->logical_sector_bytes = lss;
+	if (!given->physical)
+		o->physical_sector_bytes = pss;
+	r = same_as_parent(cmd, "SIZE", o->disk_size_bytes, size);
+	if (!r)
+		r = same_as_parent(cmd, "--logical-sector", o->logical_sector_bytes, lss);
+	if (!r)
+		r = same_as_parent(cmd, "--physical-sector", o->physical_sector_bytes, pss);
+	return r;
 }
 
 int cmd_create(const struct vdisk_cmd *cmd, int argc, char **argv)
