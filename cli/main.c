@@ -39,7 +39,8 @@ static const struct vdisk_cmd commands[] = {
 	  "[-p] [-O vhdx|raw] [--type dynamic|fixed] [--block-size S] SRC DST",
 	  "Copy the virtual content of SRC into a new image DST, skipping zeros",
 	  "  -p, --progress              show a progress bar on stderr\n"
-	  "  -O, --output-format vhdx|raw  format of DST (default vhdx)\n"
+	  "  -O, --output-format vhdx|raw\n"
+	  "                              format of DST (default vhdx)\n"
 	  "  --type dynamic|fixed        VHDX type of DST (default dynamic)\n"
 	  "  --block-size S              VHDX block size of DST\n" },
 	{ "read", cmd_read, 3, 3, "FILE OFFSET LENGTH",
