@@ -22,11 +22,13 @@ options_in()
 		sort -u
 }
 
-# help_options CMD: options named in the first column of the "Options:" block
+# help_options CMD: options named in the first column of the "Options:" block (an option
+# line may hold its description on the next, more indented, line)
 help_options()
 {
 	vdisk help "$1" | sed -n '/^Options:$/,$p' | tail -n +2 |
-		sed -E 's/^  ([^ ].*[^ ]|[^ ])  +.*$/\1/; /^ *$/d' | { grep -E '^-' || :; } | options_in
+		sed -E 's/^  ([^ ].*[^ ]|[^ ])  +.*$/\1/; s/^  ([^ ])/\1/; /^ *$/d' |
+		{ grep -E '^-' || :; } | options_in
 }
 
 # man_tags [SECTION-REGEX]: options in the .TP tags of the man page (or of one .SS section)
