@@ -250,7 +250,8 @@ static int send_reply(struct vhost_dev *d, uint32_t request, const void *payload
 	vu_st32(buf, request);
 	vu_st32(buf + 4, VHOST_USER_VERSION | VHOST_USER_REPLY);
 	vu_st32(buf + 8, size);
-	memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
+	if (size)
+		memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
 	if (fd >= 0) {
 		struct cmsghdr *c;
 		memset(cbuf, 0, sizeof(cbuf));
