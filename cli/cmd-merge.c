@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vdisk/passthrough.h>
+
 #include "cli.h"
 #include "progress.h"
 
@@ -108,6 +110,11 @@ int cmd_merge(const struct vdisk_cmd *cmd, int argc, char **argv)
 	if (r)
 		return r;
 	child = argv[optind];
+	r = pt_refuse_snapshot("merge", child, &err);
+	if (r == 0 && a.into)
+		r = pt_refuse_snapshot("merge", a.into, &err);
+	if (r < 0)
+		return cli_fail_err(cmd, NULL, r, &err);
 	progress_init(&bar, a.progress || isatty(STDERR_FILENO), 0);
 	r = vhdx_merge(child, a.into, a.flags, a.dirs.n ? a.dirs.dirs : NULL, on_progress, &bar,
 		       &err);

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <vdisk/passthrough.h>
+
 #include "cli.h"
 #include "json.h"
 
@@ -206,6 +208,13 @@ int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv)
 	verb = argv[optind];
 	argv += optind + 1;
 	nargs--;
+	if (nargs >= 1) {
+		/* passthrough disks have no snapshots: say so rather than fail parsing */
+		struct vdisk_err err = { 0 };
+		r = pt_refuse_snapshot("snapshot", argv[0], &err);
+		if (r < 0)
+			return cli_fail_err(cmd, NULL, r, &err);
+	}
 	if (a.name && strcmp(verb, "create") != 0)
 		return cli_usage(cmd, "--name is an option of 'snapshot create'");
 	if (a.json_given && strcmp(verb, "list") != 0)
