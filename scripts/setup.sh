@@ -9,7 +9,7 @@ PKGS=(
 	build-essential cmake pkg-config clang llvm lld libclang-rt-14-dev
 	liburing-dev libaio-dev libxxhash-dev libfuse3-dev libblkid-dev libcmocka-dev
 	# runtime / tools the tests use
-	fuse3 jq util-linux fdisk e2fsprogs kmod xxhash openssl dmsetup perl-base python3
+	fuse3 jq util-linux fdisk e2fsprogs kmod xxhash openssl dmsetup perl-base python3 strace
 	# peers
 	qemu-utils libvhdi-utils qemu-system-x86 qemu-system-common qemu-block-extra
 	fio nbdkit busybox-static cpio linux-image-amd64 valgrind libnbd-bin
