@@ -259,13 +259,22 @@ static int merge_locked(struct chain *c, unsigned t, unsigned flags,
 	const char *link2 = vhdx_locator_get(c->layer[t - 1]->locator, "parent_linkage2");
 	struct vdisk_guid g, cur = c->layer[t]->hdr.data_write_guid;
 	struct vhdx_image *dst = NULL;
+	bool resume;
 	int nd, no, r;
 
 	if (!deps || !others) {
 		r = vdisk_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	no = find_children(target, search_dirs, c, others, 8);
+	/* resume: the target already carries the GUID its child was told about */
+	resume = link2 && vdisk_guid_parse(link2, &g) == 0 && !vdisk_guid_is_zero(&g) &&
+		 vdisk_guid_equal(&g, &cur);
+	/*
+	 * On a resume the target's content has already changed: its children that match
+	 * it are this merge's own re-linked dependents (any other child still names the
+	 * old GUID and no longer opens), so there is nothing left to protect.
+	 */
+	no = resume ? 0 : find_children(target, search_dirs, c, others, 8);
 	if (no > 0 && !(flags & VHDX_MERGE_FORCE)) {
 		r = vdisk_err_set(err, -EBUSY,
 				  "%s has another child, %s: merging would change what it reads; use --force if it can be discarded",
@@ -273,9 +282,7 @@ static int merge_locked(struct chain *c, unsigned t, unsigned flags,
 		goto out;
 	}
 	nd = find_children(c->path[0], search_dirs, c, deps, 64);
-	/* resume: the target already carries the GUID its child was told about */
-	if (!link2 || vdisk_guid_parse(link2, &g) < 0 || vdisk_guid_is_zero(&g) ||
-	    !vdisk_guid_equal(&g, &cur)) {
+	if (!resume) {
 		r = vdisk_guid_generate(&g);
 		if (r == 0)
 			r = announce_guid(l1, &g, err);
