@@ -95,6 +95,14 @@ static int replace_with_child(const char *path, const char *parent, const char *
 	return sync_dir_of(path);
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
 /* Opens @path writable and closes it, so its log is applied and it is clean. */
 static int settle(const char *path, struct vdisk_err *err)
 {
@@ -129,7 +137,8 @@ int vhdx_snapshot_create(const char *path, const char *name, char *ret_file, siz
 	r = snprintf(frozen, sizeof(frozen), "%s@%s.avhdx", base, name);
 	if (r < 0 || (size_t)r >= sizeof(frozen))
 		return vdisk_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
-	if (link(path, frozen) < 0)
+	if (link(path, frozen) < 0 && !(errno == EEXIST && same_file(path, frozen)))
+		/* (the same file: a create that crashed before switching; carry on from there) */
 		return vdisk_err_set(err, -errno, "%s: cannot create the snapshot file %s: %s", path,
 				     frozen, errno == EEXIST ? "a snapshot of that name exists" : strerror(errno));
 	r = replace_with_child(path, frozen, name, (int64_t)time(NULL), err);
