@@ -130,7 +130,8 @@ static void vfuse_init(void *userdata, struct fuse_conn_info *conn)
 
 	conn->max_write = VFUSE_MAX_IO;
 	conn->max_read = VFUSE_MAX_IO;
-	conn->max_readahead = VFUSE_MAX_IO;
+	/* the kernel keeps min(this, the bdi's read_ahead_kb, which set_readahead() raises) */
+	conn->max_readahead = MAX(VFUSE_MAX_IO, fs->readahead_kb * 1024u);
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	conn->time_gran = 1;
@@ -470,7 +471,10 @@ int vfuse_state_init(struct vfuse *fs, struct vdisk_disk *d, const char *image, 
 	clock_gettime(CLOCK_REALTIME, &fs->t0);
 	fs->next_ino = VFUSE_INO_DISK + 1;
 	/* tuning knobs, for benchmarks and bisecting */
-	fs->direct_io = env_flag("VDISK_FUSE_DIRECT_IO", true);
+	fs->direct_io = env_flag("VDISK_FUSE_DIRECT_IO", false);
+	fs->readahead_kb = VFUSE_READAHEAD_KB;
+	if (getenv("VDISK_FUSE_READAHEAD_KB"))
+		fs->readahead_kb = (unsigned)strtoul(getenv("VDISK_FUSE_READAHEAD_KB"), NULL, 10);
 	fs->splice_write = env_flag("VDISK_FUSE_SPLICE_WRITE", true) && pipe_can_hold_reply();
 	fs->splice_read = env_flag("VDISK_FUSE_SPLICE_READ", false);
 	pthread_rwlock_init(&fs->lock, NULL);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * `vdisk mount --fs PART`: the partition file of a running mount is bound to
- * a free loop device (LOOP_CONFIGURE, sector size of the image, autoclear,
- * read-only unless --rw) and mount(8) mounts the file system found there.
+ * a free loop device (LOOP_CONFIGURE, sector size of the image, direct I/O,
+ * autoclear, read-only unless --rw) and mount(8) mounts the file system
+ * found there.
  * Teardown finds every loop device backed by a file of the mount (whoever
  * set it up), unmounts the file systems mounted from it and detaches it,
  * before the FUSE mount itself can go.
@@ -113,7 +114,8 @@ static int loop_attach(const char *file, bool ro, uint32_t sector, char *dev, si
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (uint32_t)ffd;
 	cfg.block_size = sector;
-	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (ro ? LO_FLAGS_READ_ONLY : 0);
+	/* direct I/O: the file system's cache is the only one above the mount's */
+	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO | (ro ? LO_FLAGS_READ_ONLY : 0);
 	memcpy(cfg.info.lo_file_name, file, strnlen(file, sizeof(cfg.info.lo_file_name) - 1));
 	for (int tries = 0; tries < 32; tries++) {
 		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
@@ -130,6 +132,13 @@ static int loop_attach(const char *file, bool ro, uint32_t sector, char *dev, si
 		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
 			goto out;
 		r = -errno;
+		if (r == -EINVAL && (cfg.info.lo_flags & LO_FLAGS_DIRECT_IO)) {
+			/* no direct I/O on this file: the loop device caches, then */
+			cfg.info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
+			if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+				goto out;
+			r = -errno;
+		}
 		close(lfd);
 		lfd = -1;
 		if (r != -EBUSY) /* -EBUSY: another process took it first */

@@ -144,6 +144,31 @@ static char *mount_options(const struct vfuse_opts *o, const char *image)
 	return opts;
 }
 
+/*
+ * The kernel caps a FUSE mount's readahead at 128 KiB whatever INIT says; a
+ * larger window keeps several 1 MiB reads in flight for a sequential reader
+ * (the threads then overlap with the disk). Only root may raise it; without
+ * the page cache (VDISK_FUSE_DIRECT_IO=1) it does not matter.
+ */
+static void set_readahead(struct vfuse *fs, const char *mnt)
+{
+	unsigned maj, min;
+	char path[64], val[16];
+	int fd, n;
+
+	if (fs->direct_io || !fs->readahead_kb || vfuse_mount_devno(mnt, &maj, &min) < 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = snprintf(val, sizeof(val), "%u", fs->readahead_kb);
+	if (write(fd, val, (size_t)n) != n)
+		vfuse_log(fs, LOG_NOTICE, "%s: cannot set the readahead to %u KiB, ignoring", mnt,
+			  fs->readahead_kb);
+	close(fd);
+}
+
 struct ready {
 	int fd;          /* status pipe to the parent, -1 in the foreground */
 	const struct vfuse_opts *o;
@@ -256,6 +281,7 @@ static int serve(const struct vfuse_opts *o, const char *image, const char *mnt,
 		r = vdisk_err_set(err, -EIO, "%s: cannot mount (see the message above)", mnt);
 		goto out_signals;
 	}
+	set_readahead(&fs, mnt);
 	report(rd, err); /* ready: err is clear */
 	if (!fs.foreground)
 		detach_stdio();

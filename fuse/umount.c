@@ -48,16 +48,16 @@ static int mount_path(const char *path, char *out, struct vdisk_err *err)
 	return 0;
 }
 
-/* Is @mnt a vdisk mount? Unescapes mountinfo's \040 etc. the cheap way: compares both forms. */
-static bool is_vdisk_mount(const char *mnt)
+int vfuse_mount_devno(const char *mnt, unsigned *ret_major, unsigned *ret_minor)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[8192], esc[PATH_MAX * 4];
 	size_t k = 0;
-	bool found = false;
+	int r = -ENOENT;
 
 	if (!f)
-		return false;
+		return -errno;
+	/* mountinfo escapes blanks and backslashes as \ooo: compare escaped forms */
 	for (const char *p = mnt; *p && k + 5 < sizeof(esc); p++) {
 		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
 			k += (size_t)snprintf(esc + k, sizeof(esc) - k, "\\%03o", (unsigned char)*p);
@@ -65,14 +65,19 @@ static bool is_vdisk_mount(const char *mnt)
 			esc[k++] = *p;
 	}
 	esc[k] = '\0';
-	while (!found && fgets(line, sizeof(line), f)) {
+	while (r < 0 && fgets(line, sizeof(line), f)) {
 		char mp[PATH_MAX * 4], *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*u %*u %*u:%*u %*s %16383s", mp) != 1)
+		unsigned maj, min;
+		if (!sep || sscanf(line, "%*u %*u %u:%u %*s %16383s", &maj, &min, mp) != 3)
 			continue;
-		found = strcmp(mp, esc) == 0 && strncmp(sep + 3, "fuse.vdisk ", 11) == 0;
+		if (strcmp(mp, esc) == 0 && strncmp(sep + 3, "fuse.vdisk ", 11) == 0) {
+			*ret_major = maj;
+			*ret_minor = min;
+			r = 0;
+		}
 	}
 	fclose(f);
-	return found;
+	return r;
 }
 
 static int wait_exit(int pidfd, long pid, struct vdisk_err *err)
@@ -97,13 +102,14 @@ int vfuse_umount(const char *mountpoint, struct vdisk_err *err)
 	char mnt[PATH_MAX], v[24] = "";
 	char *argv[] = { "fusermount3", "-u", mnt, NULL };
 	long pid = 0;
+	unsigned maj, min;
 	int pidfd = -1, r;
 	ssize_t n;
 
 	r = mount_path(mountpoint, mnt, err);
 	if (r < 0)
 		return r;
-	if (!is_vdisk_mount(mnt))
+	if (vfuse_mount_devno(mnt, &maj, &min) < 0)
 		return vdisk_err_set(err, -EINVAL, "%s: not a vdisk mount", mountpoint);
 	n = getxattr(mnt, VFUSE_XATTR_PID, v, sizeof(v) - 1);
 	if (n > 0) {

@@ -34,6 +34,7 @@
 #define VFUSE_MAX_IO (1u << 20)     /* max_read/max_write: libfuse's buffer holds 256 pages */
 #define VFUSE_MAX_EXTENTS 64        /* extents per request on the zero-copy read path */
 #define VFUSE_COMMIT_INTERVAL_S 5   /* metadata of allocating writes is committed this often */
+#define VFUSE_READAHEAD_KB 4096     /* kernel readahead of the mount (root only; default 128) */
 #define VFUSE_XATTR_PID "user.vdisk.pid"
 #define VFUSE_XATTR_IMAGE "user.vdisk.image"
 #define VFUSE_XATTR_SECTOR "user.vdisk.logical-sector"
@@ -68,7 +69,8 @@ struct vfuse {
 	bool is_vhdx;
 	bool rw;
 	bool foreground;
-	bool direct_io;
+	bool direct_io;             /* FOPEN_DIRECT_IO: no page cache on the mount */
+	unsigned readahead_kb;
 	uid_t uid;
 	gid_t gid;
 	struct timespec t0;        /* mount time: the files' times */
@@ -128,6 +130,9 @@ int vfuse_disk_read(void *opaque, void *buf, size_t len, uint64_t offset);
 /* mount.c: messages from the serving process (stderr in the foreground, else syslog). */
 void vfuse_log(struct vfuse *fs, int priority, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* umount.c: the device number of the vdisk (fuse.vdisk) mount at @mnt. 0, -ENOENT or -errno. */
+int vfuse_mount_devno(const char *mnt, unsigned *ret_major, unsigned *ret_minor);
 
 /* loop.c: --fs (loop device + mount(8)) and its teardown. */
 int vfuse_fs_attach(const struct vfuse_opts *o, struct vdisk_err *err);

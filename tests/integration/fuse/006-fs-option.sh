@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # `vdisk mount --fs PART IMAGE MNT DIR`: the file system of a partition is mounted on DIR
-# through a loop device (with the image's sector size); `vdisk umount MNT` takes down the
+# through a loop device (direct I/O, the image's sector size); `vdisk umount MNT` takes down the
 # file system, the loop device and the FUSE mount in that order and returns once the image
 # is closed (qemu-img check clean right after). A read-only --fs mount refuses writes. A bad
 # PART fails with a message naming the partitions there are, leaving nothing mounted.
@@ -30,6 +30,8 @@ is_mounted "$dir" || die "$dir is not mounted"
 loopdev=$(awk -v d="$dir" '$5 == d { print $(NF - 1) }' /proc/self/mountinfo)
 [[ "$loopdev" == /dev/loop* ]] || die "$dir is mounted from '$loopdev', expected a loop device"
 assert_eq "$(losetup -n -O BACK-FILE "$loopdev" | sed 's/ *$//')" "$mnt/p2" "backing file of $loopdev"
+assert_eq "$(losetup -n -O DIO,LOG-SEC "$loopdev" | tr -s ' ' | sed 's/^ //; s/ $//')" "1 512" \
+	"direct I/O and sector size of $loopdev"
 cp -r "$VDISK_SOURCE_DIR/fuse" "$dir/src"
 gen_data fs-opt $((5 * MiB)) >"$dir/data.bin"
 tree_sums "$dir" >"$SCRATCH/sums"
