@@ -74,17 +74,18 @@ static int parse_convert_options(const struct vdisk_cmd *cmd, int argc, char **a
 	return r;
 }
 
-/* Creates DST with the size and sector sizes of @src and opens it for writing. */
-static int create_dst(const struct vdisk_cmd *cmd, const struct convert_opts *o,
-		      struct vdisk_disk *src, const char *path, struct vdisk_disk **ret_dst)
+/*
+ * A raw DST: a sparse file of SRC's size, or an existing block device at
+ * least that large, zeroed first (BLKZEROOUT) since the copy skips zeros.
+ */
+static int create_raw(const struct vdisk_cmd *cmd, uint64_t size, const char *path,
+		      struct vdisk_disk **ret_dst)
 {
-	struct vhdx_create_opts c;
 	struct vdisk_err err = { 0 };
-	uint64_t size = vdisk_disk_size(src);
-	uint32_t lss = vdisk_disk_logical_sector(src);
+	struct stat st;
 	int fd, r;
 
-	if (o->format == VDISK_FORMAT_RAW) {
+	if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode)) {
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return cli_fail(cmd, "%s: %s", path, strerror(errno));
@@ -92,21 +93,46 @@ static int create_dst(const struct vdisk_cmd *cmd, const struct convert_opts *o,
 		close(fd);
 		if (r < 0)
 			return cli_fail(cmd, "%s: ftruncate: %s", path, strerror(-r));
-	} else {
-		vhdx_create_opts_init(&c, sizeof(c));
-		c.type = o->type;
-		c.block_size_bytes = o->block_size;
-		c.logical_sector_bytes = lss == 4096 ? 4096 : 512;
-		c.physical_sector_bytes = vdisk_disk_physical_sector(src) == 512 ? 512 : 4096;
-		/* VHDX sizes are whole logical sectors; a raw file may end mid-sector */
-		c.disk_size_bytes = (size + c.logical_sector_bytes - 1) / c.logical_sector_bytes *
-				    c.logical_sector_bytes;
-		c.overwrite = true;
-		r = vhdx_create(path, &c, &err);
-		if (r < 0)
-			return cli_fail_err(cmd, path, r, &err);
 	}
-	r = vdisk_disk_open(path, o->format, 0, ret_dst, &err);
+	r = vdisk_disk_open(path, VDISK_FORMAT_RAW, 0, ret_dst, &err);
+	if (r < 0)
+		return cli_fail_err(cmd, path, r, &err);
+	if (!S_ISBLK(st.st_mode) || size == 0)
+		return 0;
+	if (vdisk_disk_size(*ret_dst) < size)
+		r = cli_fail(cmd, "%s: the device has %llu bytes, the source %llu", path,
+			     (unsigned long long)vdisk_disk_size(*ret_dst),
+			     (unsigned long long)size);
+	else if ((r = vdisk_disk_write_zeroes(*ret_dst, 0, size)) < 0)
+		r = cli_fail(cmd, "%s: zeroing the device: %s", path, strerror(-r));
+	if (r) {
+		vdisk_disk_close(*ret_dst, NULL);
+		*ret_dst = NULL;
+	}
+	return r;
+}
+
+/* A VHDX DST with the size (rounded up to a sector) and the sector sizes of @src. */
+static int create_vhdx(const struct vdisk_cmd *cmd, const struct convert_opts *o,
+		       struct vdisk_disk *src, const char *path, struct vdisk_disk **ret_dst)
+{
+	struct vhdx_create_opts c;
+	struct vdisk_err err = { 0 };
+	int r;
+
+	vhdx_create_opts_init(&c, sizeof(c));
+	c.type = o->type;
+	c.block_size_bytes = o->block_size;
+	c.logical_sector_bytes = vdisk_disk_logical_sector(src) == 4096 ? 4096 : 512;
+	c.physical_sector_bytes = vdisk_disk_physical_sector(src) == 512 ? 512 : 4096;
+	/* VHDX sizes are whole logical sectors; a raw file may end mid-sector */
+	c.disk_size_bytes = (vdisk_disk_size(src) + c.logical_sector_bytes - 1) /
+			    c.logical_sector_bytes * c.logical_sector_bytes;
+	c.overwrite = true;
+	r = vhdx_create(path, &c, &err);
+	if (r < 0)
+		return cli_fail_err(cmd, path, r, &err);
+	r = vdisk_disk_open(path, VDISK_FORMAT_VHDX, 0, ret_dst, &err);
 	if (r < 0)
 		return cli_fail_err(cmd, path, r, &err);
 	return 0;
@@ -146,7 +172,10 @@ int cmd_convert(const struct vdisk_cmd *cmd, int argc, char **argv)
 	r = cli_open_disk(cmd, spath, VDISK_OPEN_RDONLY, &src);
 	if (r)
 		return r;
-	r = create_dst(cmd, &o, src, dpath, &dst);
+	if (o.format == VDISK_FORMAT_RAW)
+		r = create_raw(cmd, vdisk_disk_size(src), dpath, &dst);
+	else
+		r = create_vhdx(cmd, &o, src, dpath, &dst);
 	if (r == 0) {
 		r = convert_copy(cmd, &o, src, spath, dst, dpath);
 		r2 = cli_close_disk(cmd, dpath, dst);
