@@ -21,6 +21,9 @@ VDISK_SOURCE_DIR=${VDISK_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 VDISK_BUILD_DIR=${VDISK_BUILD_DIR:-$VDISK_SOURCE_DIR/build}
 VDISK_SHARED=${VDISK_SHARED:-$VDISK_SOURCE_DIR/../shared}
 VDISK_WRAPPER=${VDISK_WRAPPER:-}
+# relative paths given by hand keep working after the cd into the scratch folder
+[ ! -d "$VDISK_BUILD_DIR" ] || VDISK_BUILD_DIR=$(cd "$VDISK_BUILD_DIR" && pwd)
+[ ! -d "$VDISK_SHARED" ] || VDISK_SHARED=$(cd "$VDISK_SHARED" && pwd)
 VDISK_BIN=$VDISK_BUILD_DIR/cli/vdisk
 FIXTURES_WIN=$VDISK_SHARED/fixtures/windows
 
@@ -187,11 +190,45 @@ expect_fail()
 
 # ---- data, hashes and shadows ----
 
-# sha256 [FILE]: hex SHA-256 of FILE or stdin (openssl: several times faster than sha256sum
-# here, which matters for the 10 GiB fixtures).
+# sha256 [FILE]: hex SHA-256 of FILE or stdin. openssl is several times faster than
+# sha256sum here; for a FILE, python3's hashlib (OpenSSL inside) walks the holes with
+# SEEK_DATA/SEEK_HOLE and hashes them from a zero buffer instead of reading them, which
+# matters for the 10 GiB sparse disks of the Windows fixtures.
+_SPARSE_SHA256='
+import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+h = hashlib.sha256()
+zero = memoryview(bytes(1 << 24))
+pos = 0
+while pos < size:
+    try:
+        data = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError:
+        data = size
+    while pos < data:
+        n = min(data - pos, len(zero))
+        h.update(zero[:n])
+        pos += n
+    if pos >= size:
+        break
+    try:
+        hole = os.lseek(fd, pos, os.SEEK_HOLE)
+    except OSError:
+        hole = size
+    while pos < hole:
+        b = os.pread(fd, min(hole - pos, 1 << 24), pos)
+        if not b:
+            sys.exit("sha256: short read at %d" % pos)
+        h.update(b)
+        pos += len(b)
+print(h.hexdigest())
+'
 sha256()
 {
-	if command -v openssl >/dev/null; then
+	if [ $# -gt 0 ] && [ -f "$1" ] && command -v python3 >/dev/null; then
+		python3 -c "$_SPARSE_SHA256" "$1"
+	elif command -v openssl >/dev/null; then
 		openssl dgst -sha256 -r "$@" | cut -d' ' -f1
 	else
 		sha256sum "$@" | cut -d' ' -f1
@@ -356,13 +393,14 @@ put_le()
 # region_entry FILE GUID [TABLE]: "OFFSET LENGTH" of a region in region table 1 (or TABLE).
 region_entry()
 {
-	local f=$1 guid=$2 t=${3:-$REGION_TABLE_1} n i e
+	local f=$1 guid=$2 t=${3:-$REGION_TABLE_1} n i hex
 	[ "$(hex_at "$f" "$t" 4)" = 72656769 ] || die "$f: no region table signature at $t"
 	n=$(le_uint "$f" $((t + 8)) 4)
+	[ "$n" -le 2047 ] || die "$f: region table at $t has $n entries"
+	hex=$(hex_at "$f" $((t + 16)) $((32 * n)))
 	for ((i = 0; i < n; i++)); do
-		e=$((t + 16 + 32 * i))
-		if [ "$(hex_at "$f" "$e" 16)" = "$guid" ]; then
-			echo "$(le_uint "$f" $((e + 16)) 8) $(le_uint "$f" $((e + 24)) 4)"
+		if [ "${hex:64*i:32}" = "$guid" ]; then
+			echo "$(le_uint "$f" $((t + 16 + 32 * i + 16)) 8) $(le_uint "$f" $((t + 16 + 32 * i + 24)) 4)"
 			return 0
 		fi
 	done
@@ -372,14 +410,15 @@ region_entry()
 # meta_item_offset FILE GUID: file offset of a metadata item's data.
 meta_item_offset()
 {
-	local f=$1 guid=$2 m n i e
+	local f=$1 guid=$2 m n i hex
 	read -r m _ < <(region_entry "$f" "$GUID_REGION_METADATA")
 	[ "$(hex_at "$f" "$m" 8)" = 6d65746164617461 ] || die "$f: no metadata table at $m"
 	n=$(le_uint "$f" $((m + 10)) 2)
+	[ "$n" -le 2047 ] || die "$f: metadata table has $n entries"
+	hex=$(hex_at "$f" $((m + 32)) $((32 * n)))
 	for ((i = 0; i < n; i++)); do
-		e=$((m + 32 + 32 * i))
-		if [ "$(hex_at "$f" "$e" 16)" = "$guid" ]; then
-			echo $((m + $(le_uint "$f" $((e + 16)) 4)))
+		if [ "${hex:64*i:32}" = "$guid" ]; then
+			echo $((m + $(le_uint "$f" $((m + 32 + 32 * i + 16)) 4)))
 			return 0
 		fi
 	done
@@ -401,16 +440,33 @@ meta_u64()
 	le_uint "$1" "$o" 8
 }
 
-# bat_entry_offset FILE BLOCK: file offset of payload block BLOCK's BAT entry (dynamic or
-# fixed images: a sector-bitmap entry follows every chunk-ratio payload entries).
-bat_entry_offset()
+# bat_geometry FILE: "BAT-OFFSET CHUNK-RATIO BLOCK-SIZE" (dynamic or fixed images: a
+# sector-bitmap entry follows every chunk-ratio payload entries, MS-VHDX 2.5).
+bat_geometry()
 {
-	local f=$1 blk=$2 b bs ls cr
+	local f=$1 b bs ls
 	read -r b _ < <(region_entry "$f" "$GUID_REGION_BAT")
 	bs=$(meta_u32 "$f" "$GUID_META_FILE_PARAMETERS")
 	ls=$(meta_u32 "$f" "$GUID_META_LOGICAL_SECTOR")
-	cr=$(((1 << 23) * ls / bs))
-	echo $((b + 8 * (blk + blk / cr)))
+	echo "$b $(((1 << 23) * ls / bs)) $bs"
+}
+
+# bat_entry_offset FILE BLOCK: file offset of payload block BLOCK's BAT entry.
+bat_entry_offset()
+{
+	local b cr
+	read -r b cr _ < <(bat_geometry "$1")
+	echo $((b + 8 * ($2 + $2 / cr)))
+}
+
+# bat_entries FILE NBLOCKS: the BAT entries of payload blocks 0..NBLOCKS-1, one per line
+# (state = value & 7, file offset = (value >> 20) MiB), read with one od call.
+bat_entries()
+{
+	local f=$1 nb=$2 b cr
+	read -r b cr _ < <(bat_geometry "$f")
+	od -An -v -t u8 --endian=little -j "$b" -N $((8 * (nb + (nb - 1) / cr))) "$f" |
+		tr -s ' ' '\n' | grep . | awk -v cr="$cr" 'NR % (cr + 1) != 0'
 }
 
 # ---- Windows fixtures (read in place, decompressed into the scratch folder) ----
