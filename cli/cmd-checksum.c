@@ -20,6 +20,7 @@
 #define SUM_CHUNK         (4u << 20)
 #define SUM_EXTENTS       256
 #define SUM_SPLIT_EXTENTS 1024
+#define SUM_READAHEAD     (64u << 20)
 
 static const struct option checksum_options[] = {
 	CLI_LONGOPT_HELP,
@@ -45,7 +46,7 @@ static int hash_zero(struct sum_ctx *s, uint64_t length)
 }
 
 /* Hashes a DATA extent by reading its layer file directly. 0 or -errno. */
-static int hash_data(struct sum_ctx *s, const struct vdisk_extent *e)
+static int hash_data(struct sum_ctx *s, struct cli_readahead *ra, const struct vdisk_extent *e)
 {
 	uint64_t done = 0;
 	ssize_t n;
@@ -53,6 +54,7 @@ static int hash_data(struct sum_ctx *s, const struct vdisk_extent *e)
 
 	while (done < e->length) {
 		want = e->length - done < SUM_CHUNK ? (size_t)(e->length - done) : SUM_CHUNK;
+		cli_readahead_to(ra, e->offset + done + SUM_READAHEAD);
 		n = pread(e->fd, s->buf, want, (off_t)(e->file_offset + done));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -74,6 +76,7 @@ static int hash_disk(const struct vdisk_cmd *cmd, struct sum_ctx *s, struct vdis
 {
 	static struct vdisk_extent got[SUM_EXTENTS], ext[SUM_SPLIT_EXTENTS];
 	uint64_t size = vdisk_disk_size(d), off = 0;
+	struct cli_readahead ra;
 	int i, n, r = 0;
 
 	XXH3_128bits_reset(s->state);
@@ -83,9 +86,10 @@ static int hash_disk(const struct vdisk_cmd *cmd, struct sum_ctx *s, struct vdis
 			return cli_fail(cmd, "%s: translate at %llu: %s", path,
 					(unsigned long long)off, strerror(n < 0 ? -n : EIO));
 		n = cli_split_holes(got, n, ext, SUM_SPLIT_EXTENTS);
+		cli_readahead_init(&ra, ext, n);
 		for (i = 0; i < n && r == 0; i++) {
 			if (ext[i].type == VDISK_EXTENT_DATA)
-				r = hash_data(s, &ext[i]);
+				r = hash_data(s, &ra, &ext[i]);
 			else
 				r = hash_zero(s, ext[i].length);
 			if (r < 0)

@@ -22,13 +22,6 @@
 #define COPY_SPLIT_EXTENTS 1024
 #define READAHEAD_WINDOW   (64u << 20) /* data asked for ahead of the reads (WILLNEED) */
 
-/* Reader: how far the translated extents have been announced to the kernel. */
-struct readahead {
-	const struct vdisk_extent *ext;
-	int n, idx;
-	uint64_t done; /* bytes of ext[idx] already announced */
-};
-
 /* Reader: waits for a free buffer. NULL when the writer asked to stop. */
 static struct copy_buf *get_free(struct copy_pipe *p)
 {
@@ -81,36 +74,8 @@ static int pread_zfill(int fd, char *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/*
- * Reader: asks the kernel to read the data extents up to virtual offset
- * @upto in the background, so the device sees many requests at once (one
- * synchronous pread at a time leaves it idle between reads).
- */
-static void advise_ahead(struct readahead *ra, uint64_t upto)
-{
-	const struct vdisk_extent *e;
-	uint64_t start, len;
-
-	while (ra->idx < ra->n) {
-		e = &ra->ext[ra->idx];
-		start = e->offset + ra->done;
-		if (e->type == VDISK_EXTENT_DATA && start >= upto)
-			return;
-		if (e->type == VDISK_EXTENT_DATA) {
-			len = MIN_U64(e->offset + e->length, upto) - start;
-			posix_fadvise(e->fd, (off_t)(e->file_offset + ra->done), (off_t)len,
-				      POSIX_FADV_WILLNEED);
-			ra->done += len;
-			if (ra->done < e->length)
-				return;
-		}
-		ra->idx++;
-		ra->done = 0;
-	}
-}
-
 /* Reader: appends one DATA extent to the buffers. 0, 1 when told to stop, or -errno. */
-static int read_extent(struct copy_pipe *p, struct readahead *ra, const struct vdisk_extent *e)
+static int read_extent(struct copy_pipe *p, struct cli_readahead *ra, const struct vdisk_extent *e)
 {
 	uint64_t done = 0, voff, boundary, n;
 	struct copy_buf *b;
@@ -128,7 +93,7 @@ static int read_extent(struct copy_pipe *p, struct readahead *ra, const struct v
 			p->cur->len = 0;
 		}
 		b = p->cur;
-		advise_ahead(ra, voff + READAHEAD_WINDOW);
+		cli_readahead_to(ra, voff + READAHEAD_WINDOW);
 		boundary = (b->offset / COPY_CHUNK + 1) * COPY_CHUNK;
 		n = MIN_U64(boundary - voff, e->length - done);
 		r = pread_zfill(e->fd, b->data + b->len, (size_t)n, e->file_offset + done);
@@ -148,7 +113,7 @@ static int read_all(struct copy_pipe *p)
 {
 	static struct vdisk_extent got[COPY_EXTENTS], ext[COPY_SPLIT_EXTENTS];
 	uint64_t size = vdisk_disk_size(p->src), off = 0;
-	struct readahead ra;
+	struct cli_readahead ra;
 	int i, n, r = 0;
 
 	while (off < size && r == 0) {
@@ -158,7 +123,7 @@ static int read_all(struct copy_pipe *p)
 			return n < 0 ? n : -EIO;
 		}
 		n = cli_split_holes(got, n, ext, COPY_SPLIT_EXTENTS);
-		ra = (struct readahead){ .ext = ext, .n = n };
+		cli_readahead_init(&ra, ext, n);
 		for (i = 0; i < n && r == 0; i++)
 			if (ext[i].type == VDISK_EXTENT_DATA)
 				r = read_extent(p, &ra, &ext[i]);

@@ -7,6 +7,7 @@
  * scan, for bytes known to be zero.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "extent.h"
@@ -62,4 +63,35 @@ int cli_split_holes(const struct vdisk_extent *in, int n, struct vdisk_extent *o
 			out[k++] = in[i];
 	}
 	return k;
+}
+
+void cli_readahead_init(struct cli_readahead *ra, const struct vdisk_extent *ext, int n)
+{
+	ra->ext = ext;
+	ra->n = n;
+	ra->idx = 0;
+	ra->done = 0;
+}
+
+void cli_readahead_to(struct cli_readahead *ra, uint64_t upto)
+{
+	const struct vdisk_extent *e;
+	uint64_t start, len;
+
+	while (ra->idx < ra->n) {
+		e = &ra->ext[ra->idx];
+		start = e->offset + ra->done;
+		if (e->type == VDISK_EXTENT_DATA && start >= upto)
+			return;
+		if (e->type == VDISK_EXTENT_DATA) {
+			len = (e->offset + e->length < upto ? e->offset + e->length : upto) - start;
+			posix_fadvise(e->fd, (off_t)(e->file_offset + ra->done), (off_t)len,
+				      POSIX_FADV_WILLNEED);
+			ra->done += len;
+			if (ra->done < e->length)
+				return;
+		}
+		ra->idx++;
+		ra->done = 0;
+	}
 }
