@@ -219,12 +219,27 @@ static int issue(struct copy_writer *w, struct buf_state *st, const struct copy_
 	return 0;
 }
 
+/*
+ * A completed write: 0 when whole. A short one is finished through the
+ * library's buffered descriptor (no alignment rules there), so that the
+ * error, if any, is the real one (ENOSPC) rather than a bare short count.
+ */
+static int finish_short(struct copy_writer *w, const struct write_req *q, int result)
+{
+	size_t len = q->iov.iov_len;
+
+	if (result < 0 || (size_t)result == len)
+		return result < 0 ? result : 0;
+	return pwrite_all(w->lib_fd, (const char *)q->iov.iov_base + result, len - (size_t)result,
+			  q->io.offset + (uint64_t)result);
+}
+
 /* Reaps completed writes, waiting for at least @min_wait. 0 or -errno. */
 static int reap(struct copy_writer *w, unsigned min_wait)
 {
 	struct vdisk_io *done[REAP_BATCH];
 	struct write_req *q;
-	int i, n;
+	int i, n, r;
 
 	n = vdisk_engine_reap(w->eng, done, REAP_BATCH, min_wait);
 	if (n < 0)
@@ -232,8 +247,9 @@ static int reap(struct copy_writer *w, unsigned min_wait)
 	for (i = 0; i < n; i++) {
 		q = done[i]->priv;
 		q->st->pending--;
-		if (w->err == 0 && done[i]->result != (int)q->iov.iov_len) {
-			w->err = done[i]->result < 0 ? done[i]->result : -EIO;
+		r = finish_short(w, q, done[i]->result);
+		if (r < 0 && w->err == 0) {
+			w->err = r;
 			w->err_at = q->voff;
 		}
 	}
