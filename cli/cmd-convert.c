@@ -154,7 +154,7 @@ int cmd_convert(const struct vdisk_cmd *cmd, int argc, char **argv)
 	struct convert_opts o = { .format = VDISK_FORMAT_VHDX, .type = VHDX_TYPE_DYNAMIC };
 	struct vdisk_disk *src, *dst;
 	const char *spath, *dpath;
-	int r, r2;
+	int r;
 
 	r = parse_convert_options(cmd, argc, argv, &o);
 	if (r)
@@ -178,8 +178,10 @@ int cmd_convert(const struct vdisk_cmd *cmd, int argc, char **argv)
 		r = create_vhdx(cmd, &o, src, dpath, &dst);
 	if (r == 0) {
 		r = convert_copy(cmd, &o, src, spath, dst, dpath);
-		r2 = cli_close_disk(cmd, dpath, dst);
-		r = r ? r : r2;
+		if (r)
+			vdisk_disk_close(dst, NULL); /* one line per failure: the first error */
+		else
+			r = cli_close_disk(cmd, dpath, dst);
 	}
 	vdisk_disk_close(src, NULL);
 	return r;

@@ -44,6 +44,9 @@ int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv)
 				     (unsigned long long)offset, (unsigned long long)length,
 				     strerror(-r2));
 	}
-	r2 = cli_close_disk(cmd, path, d);
-	return r ? r : r2;
+	if (r)
+		vdisk_disk_close(d, NULL); /* one line per failure: the first error is reported */
+	else
+		r = cli_close_disk(cmd, path, d);
+	return r;
 }

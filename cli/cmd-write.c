@@ -75,6 +75,9 @@ int cmd_write(const struct vdisk_cmd *cmd, int argc, char **argv)
 		if (r2 < 0)
 			r = cli_fail(cmd, "%s: flush: %s", path, strerror(-r2));
 	}
-	r2 = cli_close_disk(cmd, path, d);
-	return r ? r : r2;
+	if (r)
+		vdisk_disk_close(d, NULL); /* one line per failure: the first error is reported */
+	else
+		r = cli_close_disk(cmd, path, d);
+	return r;
 }
