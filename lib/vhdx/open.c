@@ -568,6 +568,10 @@ int vhdx_close(struct vhdx_image *img, struct vdisk_err *err)
 		if (r < 0)
 			vdisk_err_set(err, r, "%s: closing: committing metadata failed: %s",
 				      img->path, strerror(-r));
+	} else if (img->sticky_err) {
+		r = vdisk_err_set(err, img->sticky_err,
+				  "%s: closing: an earlier metadata write failed (%s); changes since the last successful flush may be lost",
+				  img->path, strerror(-img->sticky_err));
 	}
 	vhdx_free(img);
 	return r;
