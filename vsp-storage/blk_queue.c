@@ -322,6 +322,8 @@ static void handle_head(struct vhost_vq *v, uint16_t head)
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		r = discard_zeroes(v, p);
+		if (r == 0)
+			vsp_export_mark_dirty(e);
 		complete(v, s, blk_status(r), 1);
 		return;
 	default:

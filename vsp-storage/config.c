@@ -2,7 +2,8 @@
 /*
  * The configuration file for serving many disks from one daemon: an INI
  * file with one [export NAME] section per disk (keys: image, format, nbd,
- * vhost-user-blk, queues, readonly, io-engine, direct, nbd-any-host) and an
+ * vhost-user-blk, queues, readonly, io-engine, direct, nbd-any-host,
+ * commit-interval) and an
  * optional [daemon] section (log-level). `#` and `;` start comments. Errors
  * name the file, line and key.
  */
@@ -21,6 +22,7 @@ void vsp_export_conf_init(struct vsp_export_conf *c)
 	c->direct = true;
 	c->format = VDISK_FORMAT_AUTO;
 	c->engine = VDISK_ENGINE_AUTO;
+	c->commit_secs = 5;
 }
 
 int vsp_config_add(struct vsp_config *cfg, const struct vsp_export_conf *c)
@@ -106,6 +108,13 @@ static int export_key(struct vsp_export_conf *c, const char *k, const char *v)
 		return parse_bool(v, &c->direct);
 	if (!strcmp(k, "nbd-any-host"))
 		return parse_bool(v, &c->any_host);
+	if (!strcmp(k, "commit-interval")) {
+		unsigned long n = strtoul(v, &end, 10);
+		if (*v == '\0' || *end || n > 3600)
+			return -ERANGE;
+		c->commit_secs = (unsigned)n;
+		return 0;
+	}
 	if (!strcmp(k, "queues")) {
 		unsigned long n = strtoul(v, &end, 10);
 		if (*v == '\0' || *end || n < 1 || n > VSP_MAX_QUEUES)

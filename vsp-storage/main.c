@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -151,6 +152,8 @@ static void usage(FILE *f)
 		"  --io-engine io_uring|libaio|auto  I/O engine (default auto: io_uring, else libaio)\n"
 		"  --format auto|raw|vhdx          image format (default: probed)\n"
 		"  --no-direct                     use the page cache (default O_DIRECT)\n"
+		"  --commit-interval S             commit written metadata S seconds after a\n"
+		"                                  write the guest did not flush (default 5, 0: off)\n"
 		"  --name NAME                     export name (default: the image's file name)\n"
 		"  --config FILE                   serve the exports of a configuration file\n"
 		"  --pidfile FILE                  write the process id to FILE\n"
@@ -173,6 +176,7 @@ enum {
 	OPT_NAME,
 	OPT_CONFIG,
 	OPT_PIDFILE,
+	OPT_COMMIT,
 };
 
 static const struct option long_options[] = {
@@ -187,6 +191,7 @@ static const struct option long_options[] = {
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "commit-interval", required_argument, NULL, OPT_COMMIT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -254,6 +259,13 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 				return bad_usage("--name: empty or too long", optarg);
 			strcpy(c.name, optarg);
 			break;
+		case OPT_COMMIT: {
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || n > 3600)
+				return bad_usage("--commit-interval: expected 0 to 3600 seconds", optarg);
+			c.commit_secs = (unsigned)n;
+			break;
+		}
 		case OPT_CONFIG:
 			config = optarg;
 			break;
@@ -295,6 +307,35 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 		snprintf(c.name, sizeof(c.name), "%s", basename(tmp));
 	}
 	return vsp_config_add(cfg, &c) < 0 ? 1 : -1;
+}
+
+/*
+ * The commit timer (architecture: metadata is committed at the guest's
+ * FLUSH, or FUA, or a short timer): an export written to without a flush
+ * for commit_secs seconds is committed from here.
+ */
+static void commit_timer(struct vsp_export *exps, unsigned n)
+{
+	time_t now = time(NULL);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct vsp_export *e = &exps[i];
+
+		if (!e->conf.commit_secs || e->conf.readonly ||
+		    !atomic_load_explicit(&e->dirty, memory_order_relaxed)) {
+			e->dirty_since = 0;
+			continue;
+		}
+		if (!e->dirty_since)
+			e->dirty_since = now;
+		if (now - e->dirty_since < (time_t)e->conf.commit_secs)
+			continue;
+		e->dirty_since = 0;
+		if (vsp_export_flush(e) < 0)
+			vsp_log(VSP_LOG_ERR, e->conf.name, "timed commit failed");
+		else
+			vsp_debug(e->conf.name, "timed commit");
+	}
 }
 
 static void write_pidfile(const char *path)
@@ -354,8 +395,13 @@ int main(int argc, char **argv)
 	vsp_log(VSP_LOG_INFO, NULL, "ready: %u export(s)", cfg.nr_exports);
 	notify("READY=1");
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		struct timespec tick = { 1, 0 };
+
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig < 0) {
+			commit_timer(exps, cfg.nr_exports);
 			continue;
+		}
 		if (sig == SIGHUP) {
 			vsp_log(VSP_LOG_INFO, NULL, "SIGHUP: nothing to reload, ignoring");
 			continue;

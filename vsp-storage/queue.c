@@ -75,6 +75,13 @@ static int direct_fd(const struct vsp_export *e, int fd)
 	return d;
 }
 
+int vsp_export_flush(struct vsp_export *e)
+{
+	/* writes completing from here on need a later flush */
+	atomic_store_explicit(&e->dirty, false, memory_order_relaxed);
+	return vdisk_disk_flush(e->disk);
+}
+
 void vsp_direct_fds_close(void)
 {
 	pthread_mutex_lock(&fdmap_lock);
@@ -464,8 +471,12 @@ static void bounce_finish(struct vsp_req *r)
 /* The request is over: account, run the transport's callback. */
 static void finish(struct vsp_queue *q, struct vsp_req *r)
 {
-	if (r->op == VSP_OP_WRITE && r->status == 0 && r->fua && !q->exp->raw)
-		r->status = vdisk_disk_flush(q->exp->disk);
+	if (r->op != VSP_OP_READ && r->op != VSP_OP_FLUSH && r->status == 0) {
+		if (r->fua && (!q->exp->raw || r->op != VSP_OP_WRITE))
+			r->status = vsp_export_flush(q->exp);
+		else
+			vsp_export_mark_dirty(q->exp);
+	}
 	bounce_finish(r);
 	if (r->counted)
 		q->inflight_writes--;
@@ -478,7 +489,7 @@ static void finish(struct vsp_queue *q, struct vsp_req *r)
 static void run_flush(struct vsp_queue *q, struct vsp_req *r)
 {
 	q->stat_flushes++;
-	r->status = q->exp->conf.readonly ? 0 : vdisk_disk_flush(q->exp->disk);
+	r->status = q->exp->conf.readonly ? 0 : vsp_export_flush(q->exp);
 	if (r->status < 0)
 		vsp_log(VSP_LOG_ERR, q->ctx, "flush failed: %s", strerror(-r->status));
 	finish(q, r);
@@ -536,8 +547,6 @@ static bool run(struct vsp_queue *q, struct vsp_req *r)
 			r->status = r->op == VSP_OP_DISCARD
 					    ? vdisk_disk_discard(q->exp->disk, r->offset, r->length)
 					    : vdisk_disk_write_zeroes(q->exp->disk, r->offset, r->length);
-		if (r->status == 0 && r->fua)
-			r->status = vdisk_disk_flush(q->exp->disk);
 		finish(q, r);
 		return true;
 	case VSP_OP_READ:

@@ -63,6 +63,7 @@ struct vsp_export_conf {
 	bool readonly;
 	bool direct;              /* O_DIRECT (default) */
 	bool any_host;            /* NBD over TCP may bind a non-loopback address */
+	unsigned commit_secs;     /* commit metadata this long after a write without a flush; 0: never */
 	enum vdisk_format format;
 	enum vdisk_engine_kind engine;
 };
@@ -83,7 +84,19 @@ struct vsp_export {
 	struct vsp_nbd_server *nbd;
 	struct vsp_vhost_server *vhost;
 	atomic_uint nbd_conns;
+	atomic_bool dirty;    /* writes completed since the last flush (commit timer) */
+	long dirty_since;     /* main thread: when the timer first saw it dirty */
 };
+
+/* A write, discard or write-zeroes completed: the commit timer has work. */
+static inline void vsp_export_mark_dirty(struct vsp_export *e)
+{
+	if (!atomic_load_explicit(&e->dirty, memory_order_relaxed))
+		atomic_store_explicit(&e->dirty, true, memory_order_relaxed);
+}
+
+/* Commits the export (vdisk_disk_flush); the commit timer and FLUSH requests use it. */
+int vsp_export_flush(struct vsp_export *e);
 
 /* Opens the export's image. Returns 0 or -errno, logging why. */
 int vsp_export_open(struct vsp_export *e);

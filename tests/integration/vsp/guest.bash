@@ -55,13 +55,14 @@ INIT
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
 }
 
-# run_guest SOCKET INITRD LOG [APPEND]: boots, waits for power-off (timeout 240 s).
+# run_guest SOCKET INITRD LOG [APPEND]: boots, waits for power-off (timeout 240 s). The
+# front end reconnects to SOCKET when the daemon restarts (reconnect=1).
 run_guest()
 {
 	local sock=$1 initrd=$2 log=$3 append=${4:-}
 	timeout 240 qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m 256 \
 		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-		-chardev socket,id=vub,path="$sock" \
+		-chardev socket,id=vub,path="$sock",reconnect=1 \
 		-device vhost-user-blk-pci,chardev=vub,num-queues=2 \
 		-kernel "$KERNEL" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 $append" \
