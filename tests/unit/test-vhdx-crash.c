@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Crash safety. VDISK_FAULT_INJECT_WRITES=N makes the Nth metadata write of
+ * a writable open (header, log entry or in-place page) fail with -EIO and
+ * the image stop writing; vhdx_abandon() then drops it like a crash. For
+ * every N up to the number of metadata writes of the whole scenario (writes,
+ * flush, allocating writes and a discard, flush, more, flush), the crashed
+ * file is reopened read-only (log replayed in memory, file left
+ * byte-identical) and writable (replayed on disk): every write made before
+ * the last successful flush reads back intact, later ones read old or new,
+ * vhdx_check finds no corruption (its repair then removes the leaks) and
+ * qemu-img check accepts the file. An image stopped between its log write
+ * and the in-place writes reads the same through vdisk's read-only replay
+ * and after qemu-img check -r all. Also: locks (one writer, many readers,
+ * -EBUSY with a clear message), opens that write nothing leave the file
+ * byte-identical, and close reports an earlier failure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vdisk/vhdx.h>
+
+#include "helpers.h"
+#include "vhdx-int.h"
+
+#define MB (1ULL << 20)
+#define DISK (2ULL << 30) /* 1 MiB blocks: four BAT pages are touched below */
+
+static struct vhdx_image *open_flags(const char *path, unsigned flags)
+{
+	struct vhdx_open_opts o;
+	struct vhdx_image *img = NULL;
+	struct vdisk_err err = { 0 };
+
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = flags;
+	if (vhdx_open(path, &o, &img, &err) < 0)
+		fail_msg("open %s: %s", path, err.msg);
+	return img;
+}
+
+static void create(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+		   const char *parent)
+{
+	struct vhdx_create_opts o;
+	struct vdisk_err err = { 0 };
+
+	vhdx_create_opts_init(&o, sizeof(o));
+	o.type = type;
+	o.disk_size_bytes = size;
+	o.block_size_bytes = bs;
+	o.parent_path = parent;
+	o.overwrite = true;
+	if (vhdx_create(path, &o, &err) < 0)
+		fail_msg("vhdx_create %s: %s", path, err.msg);
+}
+
+/* Pattern data, 8 bytes per step (test_fill_pattern goes byte by byte: too slow here). */
+static void fill(void *buf, size_t len, uint64_t seed)
+{
+	uint8_t *p = buf;
+	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+		z ^= z >> 31;
+		memcpy(p + i, &z, MIN(8, len - i));
+	}
+}
+
+/* ---- the scenario ---- */
+
+enum op_kind { W, DISCARD, FLUSH };
+
+struct op {
+	enum op_kind kind;
+	uint64_t off;
+	uint32_t len;
+	uint64_t seed;
+};
+
+/*
+ * Three phases, each ending in a flush. Writes stay inside one 1 MiB block so each reads
+ * back either entirely old or entirely new after a crash. Blocks 0, 600, 1100 and 1700
+ * sit in four different BAT pages.
+ */
+static const struct op script[] = {
+	{ W, 0, 65536, 1 },
+	{ W, 600 * MB + 4096, 8192, 2 },
+	{ W, 3 * MB + 100, 5000, 3 }, /* unaligned: read-modify-write of two sectors */
+	{ W, 5 * MB, MB, 4 },
+	{ FLUSH, 0, 0, 0 },
+	{ W, 1100 * MB, 4096, 5 },
+	{ W, 0, 4096, 6 },            /* in place */
+	{ DISCARD, 5 * MB, MB, 0 },   /* whole block */
+	{ W, 1700 * MB + MB - 4096, 4096, 7 },
+	{ W, 6 * MB, 700000, 8 },
+	{ FLUSH, 0, 0, 0 },
+	{ W, 7 * MB, 4096, 9 },
+	{ W, 1101 * MB, 12288, 10 },
+	{ W, 600 * MB + 4096, 512, 11 }, /* in place */
+	{ FLUSH, 0, 0, 0 },
+};
+
+#define NOPS (sizeof(script) / sizeof(script[0]))
+
+/* Virtual ranges the script touches, with a private shadow for each. */
+struct region {
+	uint64_t off;
+	uint32_t len;
+};
+
+static const struct region regions[] = {
+	{ 0, 8 * MB }, { 600 * MB, MB }, { 1100 * MB, 2 * MB }, { 1700 * MB, MB },
+};
+
+#define NREG (sizeof(regions) / sizeof(regions[0]))
+
+static uint8_t *region_shadow(uint8_t *const sh[NREG], uint64_t off, uint32_t len)
+{
+	for (size_t i = 0; i < NREG; i++)
+		if (off >= regions[i].off && off + len <= regions[i].off + regions[i].len)
+			return sh[i] + (off - regions[i].off);
+	fail_msg("offset %#llx outside the tracked regions", (unsigned long long)off);
+	return NULL;
+}
+
+static void shadow_apply(uint8_t *const sh[NREG], const struct op *o)
+{
+	uint8_t *p = region_shadow(sh, o->off, o->len);
+
+	if (o->kind == W)
+		fill(p, o->len, o->seed);
+	else if (o->kind == DISCARD)
+		memset(p, 0, o->len);
+}
+
+static void shadows_alloc(uint8_t *sh[NREG])
+{
+	for (size_t i = 0; i < NREG; i++) {
+		sh[i] = calloc(1, regions[i].len);
+		assert_non_null(sh[i]);
+	}
+}
+
+static void shadows_free(uint8_t *sh[NREG])
+{
+	for (size_t i = 0; i < NREG; i++)
+		free(sh[i]);
+}
+
+/*
+ * Runs the script on @img until an operation fails. Returns the index of the first op not
+ * known durable: every op before the last successful flush is durable.
+ */
+static unsigned run_script(struct vhdx_image *img, unsigned *ret_failed_at)
+{
+	unsigned durable = 0;
+	uint8_t *buf = malloc(MB);
+
+	assert_non_null(buf);
+	*ret_failed_at = NOPS;
+	for (unsigned i = 0; i < NOPS; i++) {
+		const struct op *o = &script[i];
+		int r;
+
+		if (o->kind == W) {
+			fill(buf, o->len, o->seed);
+			r = vhdx_pwrite(img, buf, o->len, o->off);
+		} else if (o->kind == DISCARD) {
+			r = vhdx_discard(img, o->off, o->len);
+		} else {
+			r = vhdx_flush(img);
+			if (r == 0)
+				durable = i + 1;
+		}
+		if (r < 0) {
+			assert_int_equal(r, -EIO);
+			*ret_failed_at = i;
+			break;
+		}
+	}
+	free(buf);
+	return durable;
+}
+
+/*
+ * After a crash: ops before @durable read back exactly; for every op after, the block it
+ * touched reads either as before that op or as after it (nothing else).
+ */
+static void verify(struct vhdx_image *img, unsigned durable, unsigned attempted)
+{
+	uint8_t *sh[NREG], *got = malloc(8 * MB);
+
+	assert_non_null(got);
+	shadows_alloc(sh);
+	for (unsigned i = 0; i < durable; i++)
+		shadow_apply(sh, &script[i]);
+	/* everything the script touches, compared where no later op could have landed */
+	for (size_t r = 0; r < NREG; r++) {
+		assert_int_equal(vhdx_pread(img, got, regions[r].len, regions[r].off), 0);
+		for (uint64_t b = 0; b < regions[r].len; b += MB) {
+			uint64_t v = regions[r].off + b;
+			bool touched_later = false;
+			for (unsigned i = durable; i < attempted; i++)
+				if (script[i].kind != FLUSH && script[i].off < v + MB &&
+				    v < script[i].off + script[i].len)
+					touched_later = true;
+			if (touched_later)
+				continue;
+			if (memcmp(got + b, sh[r] + b, MB) != 0)
+				fail_msg("block at %#llx lost data written before the last successful flush (op %u)",
+					 (unsigned long long)v, durable);
+		}
+	}
+	/* each later op: its range is old or new */
+	for (unsigned i = durable; i < attempted; i++) {
+		const struct op *o = &script[i];
+		uint8_t *before, *after;
+		if (o->kind == FLUSH)
+			continue;
+		before = malloc(o->len);
+		after = malloc(o->len);
+		assert_true(before && after);
+		memcpy(before, region_shadow(sh, o->off, o->len), o->len);
+		shadow_apply(sh, o);
+		memcpy(after, region_shadow(sh, o->off, o->len), o->len);
+		assert_int_equal(vhdx_pread(img, got, o->len, o->off), 0);
+		if (memcmp(got, after, o->len) != 0 && memcmp(got, before, o->len) != 0) {
+			/* ops after the crash point may overlap each other: accept any later state */
+			bool ok = false;
+			for (unsigned j = i + 1; j < attempted && !ok; j++) {
+				shadow_apply(sh, &script[j]);
+				ok = memcmp(got, region_shadow(sh, o->off, o->len), o->len) == 0;
+			}
+			if (!ok)
+				fail_msg("op %u (%s %u at %#llx) reads neither its old nor its new content",
+					 i, o->kind == W ? "write" : "discard", o->len,
+					 (unsigned long long)o->off);
+			free(before);
+			free(after);
+			break;
+		}
+		free(before);
+		free(after);
+	}
+	/* nothing appeared outside */
+	assert_int_equal(vhdx_pread(img, got, MB, 100 * MB), 0);
+	assert_true(vdisk_is_zero(got, MB));
+	assert_int_equal(vhdx_pread(img, got, MB, DISK - MB), 0);
+	assert_true(vdisk_is_zero(got, MB));
+	shadows_free(sh);
+	free(got);
+}
+
+static struct vhdx_image *open_with_fault(const char *path, int n)
+{
+	char v[32];
+	struct vhdx_image *img;
+
+	snprintf(v, sizeof(v), "%d", n);
+	setenv("VDISK_FAULT_INJECT_WRITES", v, 1);
+	img = open_flags(path, 0);
+	unsetenv("VDISK_FAULT_INJECT_WRITES");
+	return img;
+}
+
+static void check_no_corruption(const char *path, bool repair_leaks)
+{
+	struct vhdx_check_result res;
+	struct vdisk_err err = { 0 };
+
+	assert_int_equal(vhdx_check(path, 0, NULL, NULL, &res, &err), 0);
+	assert_true(res.opened);
+	assert_false(res.log_was_dirty);
+	assert_int_equal(res.corruptions, 0);
+	if (repair_leaks && res.leaks) {
+		assert_int_equal(vhdx_check(path, VHDX_CHECK_REPAIR, NULL, NULL, &res, &err), 0);
+		assert_int_equal(res.corruptions, 0);
+		assert_int_equal(res.leaks, 0);
+	}
+}
+
+static void test_fault_injection(void **state)
+{
+	char pristine[700], crashed[700], ro[700];
+	struct vhdx_image *img;
+	unsigned failed_at, durable, total, runs = 0, dirty_runs = 0;
+	char h1[65], h2[65];
+
+	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-pristine.vhdx"));
+	snprintf(crashed, sizeof(crashed), "%s", test_tmp_path("crash.vhdx"));
+	snprintf(ro, sizeof(ro), "%s", test_tmp_path("crash-ro.vhdx"));
+	create(pristine, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	assert_true(test_have_program("qemu-img"));
+
+	/* how many metadata writes the whole scenario makes */
+	assert_int_equal(test_copy_file(pristine, crashed), 0);
+	img = open_with_fault(crashed, 1000000);
+	durable = run_script(img, &failed_at);
+	assert_int_equal(failed_at, NOPS);
+	assert_int_equal(durable, NOPS);
+	total = (unsigned)(1000000 - img->fail_after_writes);
+	vhdx_abandon(img);
+	fprintf(stderr, "the scenario makes %u metadata writes\n", total);
+	assert_true(total >= 12);
+
+	for (unsigned n = 1; n <= total + 1; n++) {
+		unlink(crashed);
+		assert_int_equal(test_copy_file(pristine, crashed), 0);
+		img = open_with_fault(crashed, (int)n);
+		durable = run_script(img, &failed_at);
+		vhdx_abandon(img);
+		if (n <= total)
+			assert_int_not_equal(failed_at, NOPS);
+		/* the attempted ops: up to and including the failing one */
+		unsigned attempted = failed_at < NOPS ? failed_at + 1 : NOPS;
+
+		/* read-only: replayed in memory, the file stays as the crash left it */
+		unlink(ro);
+		assert_int_equal(test_copy_file(crashed, ro), 0);
+		assert_int_equal(test_sha256_file(ro, h1), 0);
+		img = open_flags(ro, VHDX_OPEN_RDONLY);
+		dirty_runs += img->log_replayed;
+		verify(img, durable, attempted);
+		vhdx_close(img, NULL);
+		assert_int_equal(test_sha256_file(ro, h2), 0);
+		assert_string_equal(h1, h2);
+
+		/* writable: replayed on disk; then clean, and the same content */
+		img = open_flags(crashed, 0);
+		verify(img, durable, attempted);
+		assert_int_equal(vhdx_close(img, NULL), 0);
+		check_no_corruption(crashed, false);
+		img = open_flags(crashed, VHDX_OPEN_RDONLY);
+		assert_false(img->log_replayed);
+		verify(img, durable, attempted);
+		vhdx_close(img, NULL);
+		if (test_system("qemu-img check -q -f vhdx '%s'", crashed) != 0)
+			fail_msg("qemu-img check fails after a crash at metadata write %u", n);
+		/* leaks (space allocated but never mapped) go away with repair, content stays */
+		check_no_corruption(crashed, true);
+		img = open_flags(crashed, VHDX_OPEN_RDONLY);
+		verify(img, durable, attempted);
+		vhdx_close(img, NULL);
+		runs++;
+	}
+	fprintf(stderr, "%u crash points verified, %u left a log to replay\n", runs, dirty_runs);
+	assert_true(dirty_runs > 0);
+	unlink(crashed);
+	unlink(ro);
+	unlink(pristine);
+}
+
+/*
+ * The virtual disk of @vhdx (opened read-only, replayed in memory if dirty) equals the raw
+ * file @raw: byte for byte where either has data, zeros elsewhere (SEEK_DATA on the raw).
+ */
+static void compare_with_raw(const char *vhdx, const char *raw)
+{
+	struct vhdx_image *img = open_flags(vhdx, VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK);
+	uint64_t size = vhdx_disk_size(img), off = 0;
+	uint8_t *a = malloc(MB), *b = malloc(MB);
+	struct vdisk_extent ext[64];
+	int fd = open(raw, O_RDONLY | O_CLOEXEC);
+
+	assert_true(a && b && fd >= 0);
+	while (off < size) {
+		int n = vhdx_translate(img, off, size - off, ext, 64);
+		assert_true(n > 0);
+		for (int i = 0; i < n; i++) {
+			uint64_t end = ext[i].offset + ext[i].length, p = ext[i].offset;
+			while (p < end) {
+				/* where our side is DATA compare everything; else only the raw's data */
+				uint64_t q = p;
+				if (ext[i].type != VDISK_EXTENT_DATA) {
+					off_t d = lseek(fd, (off_t)p, SEEK_DATA);
+					if (d < 0 || (uint64_t)d >= end)
+						break;
+					q = (uint64_t)d & ~(MB - 1);
+					q = MAX(q, p);
+				}
+				size_t m = (size_t)MIN(MB, end - q);
+				assert_int_equal(vhdx_pread(img, a, m, q), 0);
+				assert_int_equal(pread(fd, b, m, (off_t)q), (ssize_t)m);
+				if (memcmp(a, b, m) != 0)
+					fail_msg("%s and %s differ in [%#llx, +%zu)", vhdx, raw,
+						 (unsigned long long)q, m);
+				p = q + m;
+			}
+		}
+		off = ext[n - 1].offset + ext[n - 1].length;
+	}
+	close(fd);
+	free(a);
+	free(b);
+	vhdx_close(img, NULL);
+}
+
+/*
+ * Stopped between the log write and the in-place writes of a commit: the log holds the
+ * only copy of the new BAT pages. vdisk's read-only replay and qemu-img check -r all
+ * (qemu's own replay) must give the same disk.
+ */
+static void test_dirty_log_vs_qemu(void **state)
+{
+	char path[700], copy[700], raw_q[700];
+	struct vhdx_image *img;
+	unsigned failed_at, before_flush2 = 0, n;
+	char h1[65], h2[65];
+
+	snprintf(path, sizeof(path), "%s", test_tmp_path("dirty.vhdx"));
+	snprintf(copy, sizeof(copy), "%s", test_tmp_path("dirty-qemu.vhdx"));
+	snprintf(raw_q, sizeof(raw_q), "%s", test_tmp_path("dirty-qemu.raw"));
+	assert_true(test_have_program("qemu-img"));
+
+	/* find the metadata write count just before the second flush */
+	create(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	img = open_with_fault(path, 1000000);
+	uint8_t *buf = malloc(MB);
+	assert_non_null(buf);
+	for (unsigned i = 0, flushes = 0; i < NOPS; i++) {
+		const struct op *o = &script[i];
+		if (o->kind == FLUSH && ++flushes == 2)
+			before_flush2 = (unsigned)(1000000 - img->fail_after_writes);
+		if (o->kind == W) {
+			fill(buf, o->len, o->seed);
+			assert_int_equal(vhdx_pwrite(img, buf, o->len, o->off), 0);
+		} else if (o->kind == DISCARD) {
+			assert_int_equal(vhdx_discard(img, o->off, o->len), 0);
+		} else {
+			assert_int_equal(vhdx_flush(img), 0);
+		}
+	}
+	vhdx_abandon(img);
+	free(buf);
+	assert_true(before_flush2 > 0);
+
+	/* second flush: its log entry is write +1, the first in-place page write +2 */
+	n = before_flush2 + 2;
+	create(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	img = open_with_fault(path, (int)n);
+	(void)run_script(img, &failed_at);
+	vhdx_abandon(img);
+	assert_int_equal(script[failed_at].kind, FLUSH);
+
+	assert_int_equal(test_sha256_file(path, h1), 0);
+	img = open_flags(path, VHDX_OPEN_RDONLY);
+	assert_true(img->log_replayed);
+	/* the second flush's writes are there: the log entry was durable */
+	verify(img, failed_at + 1, failed_at + 1);
+	vhdx_close(img, NULL);
+	assert_int_equal(test_sha256_file(path, h2), 0);
+	assert_string_equal(h1, h2);
+
+	/* qemu refuses to read it before replay, then replays it itself */
+	unlink(copy);
+	assert_int_equal(test_copy_file(path, copy), 0);
+	assert_int_not_equal(test_system("qemu-img info '%s' >/dev/null 2>&1", copy), 0);
+	assert_int_equal(test_system("qemu-img check -q -r all -f vhdx '%s'", copy), 0);
+	assert_int_equal(test_system("qemu-img convert -f vhdx -O raw '%s' '%s'", copy, raw_q), 0);
+	/* qemu's replay reads as vdisk's in-memory replay, and vdisk reads qemu's result alike */
+	compare_with_raw(path, raw_q);
+	compare_with_raw(copy, raw_q);
+	unlink(raw_q);
+	unlink(copy);
+	unlink(path);
+}
+
+/* ---- locks ---- */
+
+static void test_locks(void **state)
+{
+	char path[700];
+	struct vhdx_open_opts o;
+	struct vhdx_image *w, *r1, *r2, *x = NULL;
+	struct vdisk_err err = { 0 };
+
+	snprintf(path, sizeof(path), "%s", test_tmp_path("lock.vhdx"));
+	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
+	vhdx_open_opts_init(&o, sizeof(o));
+
+	w = open_flags(path, 0);
+	/* a second writer */
+	assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
+	assert_int_equal(err.code, -EBUSY);
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, "in use"));
+	assert_null(x);
+	/* a reader while writing */
+	vdisk_err_clear(&err);
+	o.flags = VHDX_OPEN_RDONLY;
+	assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "in use"));
+	/* NOLOCK goes around it (check of a busy image) */
+	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK;
+	assert_int_equal(vhdx_open(path, &o, &x, &err), 0);
+	vhdx_close(x, NULL);
+	/* vhdx_check of a busy image: it says so instead of reporting damage */
+	{
+		struct vhdx_check_result res;
+		vdisk_err_clear(&err);
+		assert_int_equal(vhdx_check(path, 0, NULL, NULL, &res, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "in use"));
+	}
+	assert_int_equal(vhdx_close(w, NULL), 0);
+
+	/* readers share */
+	r1 = open_flags(path, VHDX_OPEN_RDONLY);
+	r2 = open_flags(path, VHDX_OPEN_RDONLY);
+	vdisk_err_clear(&err);
+	o.flags = 0;
+	assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "in use"));
+	vhdx_close(r1, NULL);
+	vhdx_close(r2, NULL);
+	/* all gone: a writer again */
+	w = open_flags(path, 0);
+	vhdx_close(w, NULL);
+
+	/* a child's parent is held shared: another child of it may read, nobody may write it */
+	{
+		char child[700], child2[700];
+		struct vhdx_image *c1, *c2;
+		snprintf(child, sizeof(child), "%s", test_tmp_path("lock-child.avhdx"));
+		snprintf(child2, sizeof(child2), "%s", test_tmp_path("lock-child2.avhdx"));
+		create(child, VHDX_TYPE_DIFFERENCING, 0, 0, path);
+		create(child2, VHDX_TYPE_DIFFERENCING, 0, 0, path);
+		c1 = open_flags(child, 0);
+		c2 = open_flags(child2, 0);
+		vdisk_err_clear(&err);
+		assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
+		vhdx_close(c1, NULL);
+		vhdx_close(c2, NULL);
+		unlink(child);
+		unlink(child2);
+	}
+	unlink(path);
+}
+
+/* ---- opens that change nothing ---- */
+
+static void assert_untouched(const char *path, unsigned flags, bool do_reads)
+{
+	char h1[65], h2[65];
+	struct vhdx_image *img;
+	uint8_t buf[65536];
+
+	assert_int_equal(test_sha256_file(path, h1), 0);
+	img = open_flags(path, flags);
+	if (do_reads) {
+		assert_int_equal(vhdx_pread(img, buf, sizeof(buf), 0), 0);
+		assert_int_equal(vhdx_pread(img, buf, 100, vhdx_disk_size(img) - 100), 0);
+		assert_int_equal(vhdx_flush(img), 0);
+	}
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	assert_int_equal(test_sha256_file(path, h2), 0);
+	if (strcmp(h1, h2) != 0)
+		fail_msg("%s open (flags %#x%s) and close changed the file", path, flags,
+			 do_reads ? ", reads and a flush" : "");
+}
+
+static void test_untouched(void **state)
+{
+	char dyn[700], fixed[700], child[700];
+	struct vhdx_image *img;
+	uint8_t buf[4096];
+
+	snprintf(dyn, sizeof(dyn), "%s", test_tmp_path("untouched.vhdx"));
+	snprintf(fixed, sizeof(fixed), "%s", test_tmp_path("untouched-fixed.vhdx"));
+	snprintf(child, sizeof(child), "%s", test_tmp_path("untouched.avhdx"));
+	create(dyn, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
+	create(fixed, VHDX_TYPE_FIXED, 16 * MB, 0, NULL);
+	/* some content first, so there is a BAT and a used log */
+	img = open_flags(dyn, 0);
+	memset(buf, 0x5c, sizeof(buf));
+	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 40 * MB), 0);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	create(child, VHDX_TYPE_DIFFERENCING, 0, 0, dyn);
+	img = open_flags(child, 0);
+	assert_int_equal(vhdx_pwrite(img, buf, 512, 41 * MB), 0);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+
+	const char *const files[] = { dyn, fixed, child };
+	for (size_t i = 0; i < 3; i++) {
+		assert_untouched(files[i], 0, false);
+		assert_untouched(files[i], 0, true);
+		assert_untouched(files[i], VHDX_OPEN_RDONLY, true);
+	}
+	/* opening the child writable leaves its parent alone too */
+	{
+		char h1[65], h2[65];
+		assert_int_equal(test_sha256_file(dyn, h1), 0);
+		img = open_flags(child, 0);
+		assert_int_equal(vhdx_pwrite(img, buf, 4096, 0), 0);
+		assert_int_equal(vhdx_close(img, NULL), 0);
+		assert_int_equal(test_sha256_file(dyn, h2), 0);
+		assert_string_equal(h1, h2);
+	}
+	unlink(child);
+	unlink(dyn);
+	unlink(fixed);
+}
+
+/* A failed flush is not forgotten: later flushes and close report it. */
+static void test_failure_is_sticky(void **state)
+{
+	char path[700];
+	struct vhdx_image *img;
+	struct vdisk_err err = { 0 };
+	uint8_t buf[4096] = { 1 };
+	int r;
+
+	snprintf(path, sizeof(path), "%s", test_tmp_path("sticky.vhdx"));
+	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, NULL);
+	/* writes 1 and 2 are the session's header update; 3 is the first log entry */
+	img = open_with_fault(path, 3);
+	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 0), 0);
+	assert_int_equal(vhdx_flush(img), -EIO);
+	assert_int_equal(vhdx_flush(img), -EIO);
+	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 10 * MB), -EIO); /* allocating */
+	r = vhdx_close(img, &err);
+	if (r != -EIO)
+		fail_msg("close after a failed flush returned %d (\"%s\"): the caller believes the data is safe",
+			 r, err.msg);
+	assert_non_null(strstr(err.msg, path));
+	unlink(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_locks),
+		cmocka_unit_test(test_untouched),
+		cmocka_unit_test(test_failure_is_sticky),
+		cmocka_unit_test(test_dirty_log_vs_qemu),
+		cmocka_unit_test(test_fault_injection),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
