@@ -82,6 +82,8 @@ int vhdx_pwrite(struct vhdx_image *img, const void *buf, size_t len, uint64_t of
 		return -EROFS;
 	if (add_overflows_u64(offset, len, &end) || end > img->disk_size)
 		return -EINVAL;
+	if (len == 0)
+		return 0;
 	if (offset % img->lsec) {
 		size_t head = MIN(len, img->lsec - offset % img->lsec);
 		r = write_partial_sector(img, p, head, offset);
