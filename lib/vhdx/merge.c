@@ -208,6 +208,11 @@ static int copy_layers(struct chain *c, unsigned t, struct vhdx_image *dst,
 		if (n < 0)
 			return vdisk_err_set(err, n, "%s: reading the chain at %llu: %s", c->path[0],
 					     (unsigned long long)off, strerror(-n));
+		/* scattered extents: let the kernel fetch the whole batch at once */
+		for (int i = 0; i < n; i++)
+			if (ext[i].layer < t && ext[i].type == VDISK_EXTENT_DATA)
+				posix_fadvise(ext[i].fd, (off_t)ext[i].file_offset,
+					      (off_t)ext[i].length, POSIX_FADV_WILLNEED);
 		for (int i = 0; i < n && r == 0; i++) {
 			const struct vdisk_extent *e = &ext[i];
 			if (e->layer >= t || e->type == VDISK_EXTENT_UNALLOCATED)
