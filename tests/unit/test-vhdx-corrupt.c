@@ -1051,6 +1051,47 @@ static void test_log(void **state)
 	make_dirty(work);
 	hdr_set(work, cur_slot(work), H_LOGOFF, 1ULL << 30);
 	EXPECT_FAIL(work, -EINVAL, "log at 0x40000000", "no valid log sequence");
+
+	/*
+	 * Valid, but not what vdisk writes: the entry wraps from the last log sector to the
+	 * first (section 10.2 allows it). Moved there, its Tail and checksum updated.
+	 */
+	make_dirty(work);
+	{
+		uint8_t e[8192], first[4096];
+		struct vhdx_image *img2;
+		assert_int_equal(test_file_pread(work, e, sizeof(e), L), 0);
+		put_le32(e + 12, (uint32_t)(MB - 4096)); /* Tail: the entry itself */
+		put_le32(e + 4, 0);
+		put_le32(e + 4, vdisk_crc32c(0, e, sizeof(e)));
+		memset(first, 0, sizeof(first));
+		poke(work, L, first, sizeof(first));
+		poke(work, L + MB - 4096, e, 4096);
+		poke(work, L, e + 4096, 4096);
+		img2 = open_img(work, VHDX_OPEN_RDONLY);
+		assert_true(img2->log_replayed);
+		pattern(want, sizeof(want), 555);
+		assert_int_equal(vhdx_pread(img2, got, sizeof(got), 10 * MB), 0);
+		assert_memory_equal(want, got, sizeof(got));
+		vhdx_close(img2, NULL);
+	}
+
+	/* check --repair replays a dirty log on disk: clean afterwards, same content */
+	make_dirty(work);
+	check_path(work, VHDX_CHECK_REPAIR, &res, rb);
+	assert_true(res.log_was_dirty);
+	assert_true(res.repaired >= 1);
+	assert_int_equal(rb->repaired, 1);
+	assert_int_equal(res.corruptions, 0);
+	check_path(work, 0, &res, rb);
+	assert_false(res.log_was_dirty);
+	assert_int_equal(res.corruptions, 0);
+	expect_base_ok(work);
+	img = open_img(work, VHDX_OPEN_RDONLY);
+	assert_false(img->log_replayed);
+	assert_int_equal(vhdx_pread(img, got, sizeof(got), 10 * MB), 0);
+	assert_memory_equal(want, got, sizeof(got));
+	vhdx_close(img, NULL);
 	free(rb);
 }
 
@@ -1296,6 +1337,66 @@ static void test_child_parent_changed(void **state)
 	test_child_ok(state);
 }
 
+/* A chain deeper than max_chain_depth; a parent found only through search_dirs. */
+static void test_chain_depth_and_search(void **state)
+{
+	char gchild[700], dir[700], moved[800];
+	struct vhdx_open_opts o;
+	struct vhdx_image *img = NULL;
+	struct vdisk_err err = { 0 };
+
+	fresh(child, workc);
+	snprintf(gchild, sizeof(gchild), "%s", test_tmp_path("grandchild.avhdx"));
+	create(gchild, VHDX_TYPE_DIFFERENCING, 0, 0, workc);
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = VHDX_OPEN_RDONLY;
+	o.max_chain_depth = 1;
+	assert_int_equal(vhdx_open(gchild, &o, &img, &err), -ELOOP);
+	if (!strstr(err.msg, "limit of 1"))
+		fail_msg("%s", err.msg);
+	o.max_chain_depth = 2;
+	assert_int_equal(vhdx_open(gchild, &o, &img, &err), 0);
+	{
+		struct vhdx_info info;
+		vhdx_get_info(img, &info);
+		assert_int_equal(info.chain_depth, 3);
+		assert_non_null(info.parent_path);
+		assert_non_null(strstr(info.parent_path, "work.avhdx"));
+	}
+	vhdx_close(img, NULL);
+
+	/* the grandchild moved to another folder: found again only through search_dirs */
+	snprintf(dir, sizeof(dir), "%s", test_tmp_path("elsewhere"));
+	assert_int_equal(test_system("mkdir -p '%s'", dir), 0);
+	snprintf(moved, sizeof(moved), "%s/grandchild.avhdx", dir);
+	assert_int_equal(rename(gchild, moved), 0);
+	/* its absolute_win32_path still names the parent: only a copy of the parent elsewhere fails */
+	{
+		char tmp[700];
+		snprintf(tmp, sizeof(tmp), "%s.away", workc);
+		assert_int_equal(rename(workc, tmp), 0);
+		vdisk_err_clear(&err);
+		o.max_chain_depth = 0;
+		assert_int_equal(vhdx_open(moved, &o, &img, &err), -ENOENT);
+		assert_non_null(strstr(err.msg, "parent not found"));
+		const char *dirs[] = { NULL, NULL };
+		char sdir[700];
+		snprintf(sdir, sizeof(sdir), "%s", test_tmp_path("search"));
+		assert_int_equal(test_system("mkdir -p '%s'", sdir), 0);
+		char inside[800];
+		snprintf(inside, sizeof(inside), "%s/work.avhdx", sdir);
+		assert_int_equal(rename(tmp, inside), 0);
+		dirs[0] = sdir;
+		o.search_dirs = dirs;
+		assert_int_equal(vhdx_open(moved, &o, &img, &err), 0);
+		assert_non_null(vhdx_parent(img));
+		assert_non_null(vhdx_parent(vhdx_parent(img)));
+		vhdx_close(img, NULL);
+		assert_int_equal(rename(inside, workc), 0);
+	}
+	unlink(moved);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1316,6 +1417,7 @@ int main(void)
 		cmocka_unit_test(test_child_bat),
 		cmocka_unit_test(test_child_locator),
 		cmocka_unit_test(test_child_parent_changed),
+		cmocka_unit_test(test_chain_depth_and_search),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

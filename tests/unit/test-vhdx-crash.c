@@ -147,11 +147,16 @@ static void shadow_apply(uint8_t *const sh[NREG], const struct op *o)
 		memset(p, 0, o->len);
 }
 
+/* What the regions hold before the script: zeros, or a child's parent content. */
+static uint8_t *base_content[NREG];
+
 static void shadows_alloc(uint8_t *sh[NREG])
 {
 	for (size_t i = 0; i < NREG; i++) {
 		sh[i] = calloc(1, regions[i].len);
 		assert_non_null(sh[i]);
+		if (base_content[i])
+			memcpy(sh[i], base_content[i], regions[i].len);
 	}
 }
 
@@ -293,20 +298,26 @@ static void check_no_corruption(const char *path, bool repair_leaks)
 	}
 }
 
-static void test_fault_injection(void **state)
+/*
+ * Crashes the script at every metadata write of @pristine (a copy each time) and checks
+ * what a read-only and a writable reopen see. @parent: the child's parent, which must not
+ * change; qemu-img cannot open children, so it only checks the others.
+ */
+static void fault_loop(const char *pristine, const char *parent)
 {
-	char pristine[700], crashed[700], ro[700];
+	char crashed[700], ro[700], ph1[65], ph2[65];
 	struct vhdx_image *img;
 	unsigned failed_at, durable, total, runs = 0, dirty_runs = 0;
 	char h1[65], h2[65];
 
-	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-pristine.vhdx"));
-	snprintf(crashed, sizeof(crashed), "%s", test_tmp_path("crash.vhdx"));
-	snprintf(ro, sizeof(ro), "%s", test_tmp_path("crash-ro.vhdx"));
-	create(pristine, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
-	assert_true(test_have_program("qemu-img"));
+	/* the copies live next to the pristine file, so a child finds its parent */
+	snprintf(crashed, sizeof(crashed), "%s.crashed", pristine);
+	snprintf(ro, sizeof(ro), "%s.ro", pristine);
+	if (parent)
+		assert_int_equal(test_sha256_file(parent, ph1), 0);
 
 	/* how many metadata writes the whole scenario makes */
+	unlink(crashed);
 	assert_int_equal(test_copy_file(pristine, crashed), 0);
 	img = open_with_fault(crashed, 1000000);
 	durable = run_script(img, &failed_at);
@@ -348,7 +359,7 @@ static void test_fault_injection(void **state)
 		assert_false(img->log_replayed);
 		verify(img, durable, attempted);
 		vhdx_close(img, NULL);
-		if (test_system("qemu-img check -q -f vhdx '%s'", crashed) != 0)
+		if (!parent && test_system("qemu-img check -q -f vhdx '%s'", crashed) != 0)
 			fail_msg("qemu-img check fails after a crash at metadata write %u", n);
 		/* leaks (space allocated but never mapped) go away with repair, content stays */
 		check_no_corruption(crashed, true);
@@ -359,9 +370,195 @@ static void test_fault_injection(void **state)
 	}
 	fprintf(stderr, "%u crash points verified, %u left a log to replay\n", runs, dirty_runs);
 	assert_true(dirty_runs > 0);
+	if (parent) {
+		assert_int_equal(test_sha256_file(parent, ph2), 0);
+		assert_string_equal(ph1, ph2);
+	}
 	unlink(crashed);
 	unlink(ro);
+}
+
+static void test_fault_injection(void **state)
+{
+	char pristine[700];
+
+	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-pristine.vhdx"));
+	create(pristine, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	assert_true(test_have_program("qemu-img"));
+	fault_loop(pristine, NULL);
 	unlink(pristine);
+}
+
+/* The same over a differencing child: its commits carry sector-bitmap pages as well. */
+static void test_fault_injection_child(void **state)
+{
+	char parent[700], pristine[700];
+	struct vhdx_image *p;
+
+	snprintf(parent, sizeof(parent), "%s", test_tmp_path("crash-parent.vhdx"));
+	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-child.avhdx"));
+	create(parent, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	p = open_flags(parent, 0);
+	for (size_t r = 0; r < NREG; r++) {
+		base_content[r] = malloc(regions[r].len);
+		assert_non_null(base_content[r]);
+		fill(base_content[r], regions[r].len, 5000 + r);
+		/* the parent holds data everywhere in the regions but in one 64 KiB hole each */
+		memset(base_content[r] + regions[r].len / 2, 0, 65536);
+		assert_int_equal(vhdx_pwrite(p, base_content[r], regions[r].len, regions[r].off), 0);
+	}
+	assert_int_equal(vhdx_close(p, NULL), 0);
+	create(pristine, VHDX_TYPE_DIFFERENCING, 0, 0, parent);
+	fault_loop(pristine, parent);
+	for (size_t r = 0; r < NREG; r++) {
+		free(base_content[r]);
+		base_content[r] = NULL;
+	}
+	unlink(pristine);
+	unlink(parent);
+}
+
+/*
+ * One flush with more dirty BAT pages than one log entry holds (1 MiB log: 250 pages):
+ * two entries, the second wrapping to the start of the log over the applied first one.
+ * Crashes anywhere in it leave each write entirely old or new, and all new once the flush
+ * returned.
+ */
+#define BIG_DISK (200ULL << 30)
+#define BIG_N 350
+
+static void big_write(struct vhdx_image *img, unsigned i, bool expect_ok, int *ret)
+{
+	uint8_t buf[4096];
+
+	fill(buf, sizeof(buf), 77000 + i);
+	*ret = vhdx_pwrite(img, buf, sizeof(buf), (uint64_t)i * 512 * MB + (i % 7) * 4096);
+	if (expect_ok)
+		assert_int_equal(*ret, 0);
+}
+
+static void big_verify(const char *path, bool all_new)
+{
+	struct vhdx_image *img = open_flags(path, VHDX_OPEN_RDONLY);
+	uint8_t want[4096], got[4096];
+	unsigned nnew = 0;
+
+	for (unsigned i = 0; i < BIG_N; i++) {
+		fill(want, sizeof(want), 77000 + i);
+		assert_int_equal(vhdx_pread(img, got, sizeof(got),
+					    (uint64_t)i * 512 * MB + (i % 7) * 4096),
+				 0);
+		if (memcmp(got, want, sizeof(got)) == 0)
+			nnew++;
+		else if (all_new || !vdisk_is_zero(got, sizeof(got)))
+			fail_msg("%s: write %u reads neither old nor new%s", path, i,
+				 all_new ? " (after a successful flush)" : "");
+	}
+	vhdx_close(img, NULL);
+}
+
+static void test_multi_entry_commit(void **state)
+{
+	char pristine[700], crashed[700];
+	struct vhdx_image *img;
+	unsigned before, total;
+	int r;
+
+	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("big.vhdx"));
+	snprintf(crashed, sizeof(crashed), "%s", test_tmp_path("big-crashed.vhdx"));
+	create(pristine, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
+
+	unlink(crashed);
+	assert_int_equal(test_copy_file(pristine, crashed), 0);
+	img = open_with_fault(crashed, 1000000);
+	for (unsigned i = 0; i < BIG_N; i++)
+		big_write(img, i, true, &r);
+	before = (unsigned)(1000000 - img->fail_after_writes);
+	assert_int_equal(vhdx_flush(img), 0);
+	total = (unsigned)(1000000 - img->fail_after_writes);
+	assert_int_equal(img->nr_dirty, 0);
+	vhdx_abandon(img);
+	fprintf(stderr, "flush of %u BAT pages: %u metadata writes\n", BIG_N, total - before);
+	/* two log entries, each followed by its in-place pages; the first needs the header too */
+	assert_true(total - before >= BIG_N + 2);
+	big_verify(crashed, true);
+	img = open_flags(crashed, 0);
+	assert_true(img->log_replayed);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	big_verify(crashed, true);
+	check_no_corruption(crashed, false);
+
+	const unsigned at[] = { 1, 2, 3, 4, 5, 100, 252, 253, 254, 255, 256, 300,
+				total - before - 1, total - before };
+	for (size_t k = 0; k < ARRAY_SIZE(at); k++) {
+		unsigned n = before + at[k];
+		bool flushed;
+		unlink(crashed);
+		assert_int_equal(test_copy_file(pristine, crashed), 0);
+		img = open_with_fault(crashed, (int)n);
+		for (unsigned i = 0; i < BIG_N; i++)
+			big_write(img, i, true, &r);
+		flushed = vhdx_flush(img) == 0;
+		vhdx_abandon(img);
+		big_verify(crashed, flushed);
+		img = open_flags(crashed, 0);
+		assert_int_equal(vhdx_close(img, NULL), 0);
+		big_verify(crashed, flushed);
+		check_no_corruption(crashed, false);
+	}
+	assert_int_equal(test_system("qemu-img check -q -f vhdx '%s'", crashed), 0);
+	unlink(crashed);
+	unlink(pristine);
+}
+
+/* Many commits in one session: the log wraps around many times; a crash after that replays right. */
+static void test_log_wraps(void **state)
+{
+	char path[700], copy[700];
+	struct vhdx_image *img;
+	uint8_t buf[4096], got[4096];
+	const unsigned rounds = 200;
+
+	snprintf(path, sizeof(path), "%s", test_tmp_path("wrap.vhdx"));
+	snprintf(copy, sizeof(copy), "%s", test_tmp_path("wrap-ro.vhdx"));
+	create(path, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
+	img = open_flags(path, 0);
+	for (unsigned i = 0; i < rounds; i++) {
+		/* each commit: 3 BAT pages (+ descriptors) = 16 KiB of log */
+		for (unsigned k = 0; k < 3; k++) {
+			fill(buf, sizeof(buf), i * 3 + k);
+			assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf),
+						     ((uint64_t)(k * 120 + i % 120) * 512 + i / 120) * MB),
+					 0);
+		}
+		assert_int_equal(vhdx_flush(img), 0);
+	}
+	assert_true(img->log_seq >= rounds);
+	vhdx_abandon(img);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0) {
+			unlink(copy);
+			assert_int_equal(test_copy_file(path, copy), 0);
+			img = open_flags(copy, VHDX_OPEN_RDONLY);
+		} else {
+			img = open_flags(path, 0);
+		}
+		assert_true(img->log_replayed);
+		for (unsigned i = 0; i < rounds; i++)
+			for (unsigned k = 0; k < 3; k++) {
+				fill(buf, sizeof(buf), i * 3 + k);
+				assert_int_equal(vhdx_pread(img, got, sizeof(got),
+							    ((uint64_t)(k * 120 + i % 120) * 512 +
+							     i / 120) * MB),
+						 0);
+				assert_memory_equal(buf, got, sizeof(got));
+			}
+		assert_int_equal(vhdx_close(img, NULL), 0);
+	}
+	check_no_corruption(path, false);
+	assert_int_equal(test_system("qemu-img check -q -f vhdx '%s'", path), 0);
+	unlink(copy);
+	unlink(path);
 }
 
 /*
@@ -647,6 +844,9 @@ int main(void)
 		cmocka_unit_test(test_failure_is_sticky),
 		cmocka_unit_test(test_dirty_log_vs_qemu),
 		cmocka_unit_test(test_fault_injection),
+		cmocka_unit_test(test_fault_injection_child),
+		cmocka_unit_test(test_multi_entry_commit),
+		cmocka_unit_test(test_log_wraps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -755,6 +755,72 @@ static void test_bat_geometry(void **state)
 	assert_int_equal(vhdx_sb_index(3, 16), 3 * 17 + 16);
 }
 
+/* vhdx_create refuses bad options, each with a message naming the file and the option. */
+static void test_create_errors(void **state)
+{
+	static const struct {
+		enum vhdx_type type;
+		uint64_t size;
+		uint32_t bs, lsec, psec, log;
+		const char *needle;
+	} c[] = {
+		{ VHDX_TYPE_DYNAMIC, 0, 0, 512, 4096, 0, "size 0" },
+		{ VHDX_TYPE_DYNAMIC, 1000, 0, 512, 4096, 0, "size 1000" },
+		{ VHDX_TYPE_DYNAMIC, (64ULL << 40) + 512, 0, 512, 4096, 0, "at most 64 TiB" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 3 << 20, 512, 4096, 0, "block size 3145728" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 512 << 10, 512, 4096, 0, "block size 524288" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 512u << 20, 512, 4096, 0, "block size 536870912" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 0, 1024, 4096, 0, "logical 1024" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 0, 4096, 512, 0, "physical not smaller than logical" },
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 0, 4096, 4096, 0, NULL }, /* 1 MiB is 256 sectors: fine */
+		{ VHDX_TYPE_DYNAMIC, 1 << 20, 0, 4096, 4096, 4096, "log size 4096" },
+		{ VHDX_TYPE_DIFFERENCING, 1 << 20, 0, 512, 4096, 0, "needs a parent" },
+	};
+	const char *path = test_tmp_path("create-err.vhdx");
+	struct vhdx_create_opts o;
+
+	for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+		struct vdisk_err err = { 0 };
+		int r;
+		unlink(path);
+		vhdx_create_opts_init(&o, sizeof(o));
+		o.type = c[i].type;
+		o.disk_size_bytes = c[i].size;
+		o.block_size_bytes = c[i].bs;
+		o.logical_sector_bytes = c[i].lsec;
+		o.physical_sector_bytes = c[i].psec;
+		o.log_size_bytes = c[i].log;
+		r = vhdx_create(path, &o, &err);
+		if (!c[i].needle) {
+			assert_int_equal(r, 0);
+			continue;
+		}
+		if (r != -EINVAL || !strstr(err.msg, c[i].needle) || !strstr(err.msg, path))
+			fail_msg("case %zu: %d \"%s\", expected -EINVAL with \"%s\"", i, r, err.msg,
+				 c[i].needle);
+		assert_int_equal(access(path, F_OK), -1); /* nothing left behind */
+	}
+	/* an existing file is kept unless overwrite is asked for */
+	{
+		struct vdisk_err err = { 0 };
+		vhdx_create_opts_init(&o, sizeof(o));
+		o.disk_size_bytes = 1 << 20;
+		assert_int_equal(vhdx_create(path, &o, &err), 0);
+		assert_int_equal(vhdx_create(path, &o, &err), -EEXIST);
+		assert_non_null(strstr(err.msg, path));
+		o.overwrite = true;
+		assert_int_equal(vhdx_create(path, &o, &err), 0);
+		/* a child of a missing parent */
+		vdisk_err_clear(&err);
+		o.type = VHDX_TYPE_DIFFERENCING;
+		o.parent_path = "/nonexistent/parent.vhdx";
+		assert_int_equal(vhdx_create(path, &o, &err), -ENOENT);
+		assert_non_null(strstr(err.msg, "parent"));
+		assert_non_null(strstr(err.msg, "/nonexistent/parent.vhdx"));
+	}
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -765,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_meta_table_decode_errors),
 		cmocka_unit_test(test_ident_and_log_hdr),
 		cmocka_unit_test(test_bat_geometry),
+		cmocka_unit_test(test_create_errors),
 		cmocka_unit_test(test_locator_roundtrip),
 		cmocka_unit_test(test_locator_fill),
 		cmocka_unit_test(test_locator_hyperv),

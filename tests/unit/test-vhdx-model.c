@@ -609,6 +609,16 @@ static void test_translate_contract(void **state)
 	n = vhdx_translate(img, 16 * MB - 512, 512, ext, 16);
 	assert_int_equal(n, 1);
 
+	/* zero-length I/O does nothing, wherever it points */
+	{
+		struct vdisk_extent e2[4];
+		assert_int_equal(vhdx_pwrite(img, buf, 0, 9 * MB + 100), 0);
+		assert_int_equal(vhdx_pwrite(img, buf, 0, 9 * MB), 0);
+		assert_int_equal(vhdx_pread(img, buf, 0, 9 * MB + 100), 0);
+		assert_int_equal(vhdx_translate(img, 9 * MB, MB, e2, 4), 1);
+		assert_int_equal(e2[0].type, VDISK_EXTENT_UNALLOCATED);
+	}
+
 	/* allocate: DATA extents of this image, prefix with @max, sector alignment */
 	n = vhdx_allocate(img, 8 * MB, 3 * MB, ext, 16);
 	assert_int_equal(n, 1); /* three new blocks, allocated back to back */
@@ -710,10 +720,79 @@ static void test_translate_contract(void **state)
 	unlink(path);
 }
 
+/*
+ * A child larger than one chunk (4 GiB of 512-byte sectors per sector bitmap): writes that
+ * straddle the chunk boundary set bits in two bitmaps; partial sectors on both sides.
+ */
+static void test_child_chunk_boundary(void **state)
+{
+	const uint64_t chunk = 4ULL << 30, size = 9ULL << 30;
+	const uint64_t win = chunk - 3 * MB; /* a 6 MiB window around the boundary */
+	char ppath[700], cpath[700];
+	struct vhdx_image *p, *c;
+	uint8_t *shadow = malloc(6 * MB), *buf = malloc(6 * MB);
+	struct vdisk_extent ext[16];
+	int n;
+
+	assert_true(shadow && buf);
+	snprintf(ppath, sizeof(ppath), "%s", test_tmp_path("chunk-parent.vhdx"));
+	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("chunk-child.avhdx"));
+	create(ppath, VHDX_TYPE_DYNAMIC, size, 1 << 20, 512, NULL);
+	p = open_rw(ppath);
+	fill(shadow, 6 * MB, 4242);
+	assert_int_equal(vhdx_pwrite(p, shadow, 6 * MB, win), 0);
+	assert_int_equal(vhdx_close(p, NULL), 0);
+	create(cpath, VHDX_TYPE_DIFFERENCING, 0, 0, 0, ppath);
+
+	c = open_rw(cpath);
+	/* 10000 bytes over the boundary, unaligned at both ends */
+	fill(buf, 10000, 1);
+	assert_int_equal(vhdx_pwrite(c, buf, 10000, chunk - 5000 + 3), 0);
+	memcpy(shadow + (chunk - 5000 + 3 - win), buf, 10000);
+	/* whole sectors right at the boundary, and a write-zeroes across it */
+	fill(buf, 4096, 2);
+	assert_int_equal(vhdx_pwrite(c, buf, 4096, chunk + 512 * 40), 0);
+	memcpy(shadow + (chunk + 512 * 40 - win), buf, 4096);
+	assert_int_equal(vhdx_write_zeroes(c, chunk - 512 * 3, 512 * 2), 0);
+	memset(shadow + (chunk - 512 * 3 - win), 0, 512 * 2);
+	assert_int_equal(vhdx_pread(c, buf, 6 * MB, win), 0);
+	assert_memory_equal(buf, shadow, 6 * MB);
+	/* both chunks' bitmaps exist */
+	assert_int_equal(c->nr_chunks, 3);
+	assert_non_null(c->sbm[0]);
+	assert_non_null(c->sbm[1]);
+	assert_null(c->sbm[2]);
+	/* translate over the boundary: child and parent pieces, every byte accounted */
+	n = vhdx_translate(c, chunk - 8192 + 7, 16384, ext, 16);
+	assert_true(n >= 3);
+	{
+		uint64_t pos = chunk - 8192 + 7;
+		for (int k = 0; k < n; k++) {
+			assert_int_equal(ext[k].offset, pos);
+			pos += ext[k].length;
+		}
+		assert_int_equal(pos, chunk - 8192 + 7 + 16384);
+	}
+	assert_int_equal(vhdx_close(c, NULL), 0);
+	check_clean(cpath);
+	c = open_rw(cpath);
+	assert_int_equal(vhdx_pread(c, buf, 6 * MB, win), 0);
+	assert_memory_equal(buf, shadow, 6 * MB);
+	/* past the parent's data: zeros, and the far end of the disk */
+	assert_int_equal(vhdx_pread(c, buf, MB, size - MB), 0);
+	assert_true(vdisk_is_zero(buf, MB));
+	assert_int_equal(vhdx_close(c, NULL), 0);
+	free(shadow);
+	free(buf);
+	unlink(cpath);
+	unlink(ppath);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_translate_contract),
+		cmocka_unit_test(test_child_chunk_boundary),
 		cmocka_unit_test(test_dynamic_1m_512),
 		cmocka_unit_test(test_dynamic_1m_4096),
 		cmocka_unit_test(test_dynamic_32m_512),
