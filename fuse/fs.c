@@ -129,7 +129,7 @@ static void vfuse_init(void *userdata, struct fuse_conn_info *conn)
 	struct vfuse *fs = userdata;
 
 	conn->max_write = VFUSE_MAX_IO;
-	conn->max_read = VFUSE_MAX_IO;
+	conn->max_read = fs->max_read;
 	/* the kernel keeps min(this, the bdi's read_ahead_kb, which set_readahead() raises) */
 	conn->max_readahead = MAX(VFUSE_MAX_IO, fs->readahead_kb * 1024u);
 	conn->max_background = 64;
@@ -432,10 +432,10 @@ static void free_buf(void *p)
 	free(p);
 }
 
-/* Can this process make a pipe big enough for one whole reply (see fuse_reply_data)? */
-static bool pipe_can_hold_reply(void)
+/* Can this process make a pipe big enough for a whole reply of @bytes (see fuse_reply_data)? */
+static bool pipe_can_hold_reply(size_t bytes)
 {
-	size_t need = VFUSE_MAX_IO + (VFUSE_MAX_EXTENTS + 4) * (size_t)sysconf(_SC_PAGESIZE);
+	size_t need = bytes + (VFUSE_MAX_EXTENTS + 4) * (size_t)sysconf(_SC_PAGESIZE);
 	int p[2], r;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -444,6 +444,27 @@ static bool pipe_can_hold_reply(void)
 	close(p[0]);
 	close(p[1]);
 	return r >= 0 && (size_t)r >= need;
+}
+
+/*
+ * Zero-copy read replies go through a pipe that must hold a whole reply;
+ * without CAP_SYS_RESOURCE a pipe is at most fs.pipe-max-size (1 MiB), too
+ * small for a 1 MiB read plus its header. Reads are then made smaller
+ * (512 KiB): twice the requests, but one copy of the data fewer, which is
+ * the larger cost. Writes stay at 1 MiB.
+ */
+static void choose_read_size(struct vfuse *fs)
+{
+	fs->max_read = VFUSE_MAX_IO;
+	if (!fs->splice_write)
+		return;
+	for (size_t n = VFUSE_MAX_IO; n >= VFUSE_MIN_SPLICE_READ; n /= 2) {
+		if (pipe_can_hold_reply(n)) {
+			fs->max_read = (unsigned)n;
+			return;
+		}
+	}
+	fs->splice_write = false;
 }
 
 static bool env_flag(const char *name, bool def)
@@ -475,7 +496,8 @@ int vfuse_state_init(struct vfuse *fs, struct vdisk_disk *d, const char *image, 
 	fs->readahead_kb = VFUSE_READAHEAD_KB;
 	if (getenv("VDISK_FUSE_READAHEAD_KB"))
 		fs->readahead_kb = (unsigned)strtoul(getenv("VDISK_FUSE_READAHEAD_KB"), NULL, 10);
-	fs->splice_write = env_flag("VDISK_FUSE_SPLICE_WRITE", true) && pipe_can_hold_reply();
+	fs->splice_write = env_flag("VDISK_FUSE_SPLICE_WRITE", true);
+	choose_read_size(fs);
 	fs->splice_read = env_flag("VDISK_FUSE_SPLICE_READ", false);
 	pthread_rwlock_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->flush_lock, NULL);
@@ -483,8 +505,7 @@ int vfuse_state_init(struct vfuse *fs, struct vdisk_disk *d, const char *image, 
 	pthread_mutex_init(&fs->fd_size_lock, NULL);
 	pthread_mutex_init(&fs->stop_lock, NULL);
 	pthread_cond_init(&fs->stop_cond, NULL);
-	fs->zeros = calloc(1, VFUSE_MAX_IO);
-	if (!fs->image || !fs->zeros)
+	if (!fs->image)
 		return vdisk_err_set(err, -ENOMEM, "out of memory");
 	r = pthread_key_create(&fs->buf_key, free_buf);
 	if (r)
@@ -498,7 +519,6 @@ int vfuse_state_init(struct vfuse *fs, struct vdisk_disk *d, const char *image, 
 void vfuse_state_free(struct vfuse *fs)
 {
 	free(fs->nodes);
-	free(fs->zeros);
 	free(fs->image);
 	pthread_key_delete(fs->buf_key);
 	pthread_rwlock_destroy(&fs->lock);

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The data path of a vdisk mount. A read translates its range into extents
- * and, when the kernel takes spliced replies, answers with a buffer vector
- * pointing at the image files themselves (fd, offset) and at a shared zero
- * page for holes: libfuse splices the file pages into /dev/fuse, so the
- * data crosses user space zero times. Otherwise the extents are read into a
- * per-thread bounce buffer and sent with one writev. A write allocates its
- * range (vdisk_disk_allocate) and copies the request buffer straight into
- * the returned extents with pwrite, or with splice when libfuse received the
- * request into a pipe. Unaligned writes of a VHDX (which has sector-granular
- * allocation) go through a read-modify-write under one lock. Nothing here
- * allocates memory per request, apart from the bounce buffer each thread
- * allocates once.
+ * and, when the kernel takes spliced replies and every extent is data,
+ * answers with a buffer vector pointing at the image files themselves (fd,
+ * offset): libfuse splices their page-cache pages into /dev/fuse, so the
+ * data crosses user space zero times. Otherwise (holes, no splice) the
+ * extents are read into a per-thread bounce buffer and sent with one writev.
+ * A write allocates its range (vdisk_disk_allocate) and copies the request
+ * buffer straight into the returned extents with pwrite, or with splice when
+ * libfuse received the request into a pipe. Unaligned writes of a VHDX
+ * (which has sector-granular allocation) go through a read-modify-write
+ * under one lock. Nothing here allocates memory per request, apart from the
+ * bounce buffer each thread allocates once.
  *
  * Durability: allocating writes change the VHDX metadata in memory only;
  * flush (close of a writable file), fsync, the commit timer and unmount call
@@ -19,6 +19,7 @@
  * commit.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdlib.h>
@@ -91,10 +92,17 @@ static bool within_file(struct vfuse *fs, int fd, uint64_t off, uint64_t len)
 /* Zero-copy reply: returns false (nothing sent) when the extents do not allow it. */
 static bool reply_spliced(fuse_req_t req, struct vfuse *fs, uint64_t off, size_t len)
 {
-	struct {
+	/*
+	 * struct fuse_bufvec ends in buf[1]: indexing past it through the member
+	 * is undefined, and gcc then assumes a one-piece vector (it did). The
+	 * pieces are reached through a pointer computed from the bytes instead.
+	 */
+	union {
 		struct fuse_bufvec v;
-		struct fuse_buf more[VFUSE_MAX_EXTENTS - 1];
+		unsigned char bytes[sizeof(struct fuse_bufvec) +
+				    (VFUSE_MAX_EXTENTS - 1) * sizeof(struct fuse_buf)];
 	} bv;
+	struct fuse_buf *bufs = (struct fuse_buf *)(bv.bytes + offsetof(struct fuse_bufvec, buf));
 	struct vdisk_extent ext[VFUSE_MAX_EXTENTS];
 	uint64_t done = 0;
 	int n;
@@ -109,7 +117,7 @@ static bool reply_spliced(fuse_req_t req, struct vfuse *fs, uint64_t off, size_t
 	memset(&bv, 0, sizeof(bv));
 	bv.v.count = (size_t)n;
 	for (int i = 0; i < n; i++) {
-		struct fuse_buf *b = &bv.v.buf[i];
+		struct fuse_buf *b = &bufs[i];
 		b->size = ext[i].length;
 		if (ext[i].type == VDISK_EXTENT_DATA) {
 			if (!within_file(fs, ext[i].fd, ext[i].file_offset, ext[i].length))
@@ -118,7 +126,8 @@ static bool reply_spliced(fuse_req_t req, struct vfuse *fs, uint64_t off, size_t
 			b->fd = ext[i].fd;
 			b->pos = (off_t)ext[i].file_offset;
 		} else {
-			b->mem = fs->zeros; /* ext[i].length <= len <= VFUSE_MAX_IO */
+			/* a hole: memset and writev are as cheap as anything here */
+			return false;
 		}
 	}
 	fuse_reply_data(req, &bv.v, 0);
@@ -168,7 +177,7 @@ void vfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	len = (size_t)MIN((uint64_t)MIN(size, VFUSE_MAX_IO), h->size_bytes - (uint64_t)off);
+	len = (size_t)MIN((uint64_t)MIN(size, fs->max_read), h->size_bytes - (uint64_t)off);
 	if (fs->splice_on && len >= 2 * 4096 &&
 	    reply_spliced(req, fs, h->start_bytes + (uint64_t)off, len))
 		return;

@@ -124,7 +124,7 @@ static void committer_stop(struct vfuse *fs)
 /* ---- the session ---- */
 
 /* "-o" value: commas and backslashes in the image path are escaped for fuse_opt. */
-static char *mount_options(const struct vfuse_opts *o, const char *image)
+static char *mount_options(const struct vfuse_opts *o, const char *image, unsigned max_read)
 {
 	size_t n = strlen(image), k = 0;
 	char *esc = malloc(2 * n + 1), *opts = NULL;
@@ -138,7 +138,7 @@ static char *mount_options(const struct vfuse_opts *o, const char *image)
 	}
 	esc[k] = '\0';
 	if (asprintf(&opts, "fsname=%s,subtype=vdisk,max_read=%u,default_permissions%s%s", esc,
-		     VFUSE_MAX_IO, o->allow_other ? ",allow_other" : "", o->rw ? "" : ",ro") < 0)
+		     max_read, o->allow_other ? ",allow_other" : "", o->rw ? "" : ",ro") < 0)
 		opts = NULL;
 	free(esc);
 	return opts;
@@ -262,7 +262,7 @@ static int serve(const struct vfuse_opts *o, const char *image, const char *mnt,
 	if (r < 0)
 		goto out_free;
 	fs.foreground = rd->fd < 0;
-	opts = mount_options(o, image);
+	opts = mount_options(o, image, fs.max_read);
 	if (!opts || fuse_opt_add_arg(&args, "vdisk") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, opts) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
 		r = vdisk_err_set(err, -ENOMEM, "out of memory");

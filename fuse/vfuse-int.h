@@ -32,6 +32,7 @@
 #define VFUSE_INO_ROOT 1
 #define VFUSE_INO_DISK 2
 #define VFUSE_MAX_IO (1u << 20)     /* max_read/max_write: libfuse's buffer holds 256 pages */
+#define VFUSE_MIN_SPLICE_READ (256u << 10) /* smallest max_read worth trading for splice */
 #define VFUSE_MAX_EXTENTS 64        /* extents per request on the zero-copy read path */
 #define VFUSE_COMMIT_INTERVAL_S 5   /* metadata of allocating writes is committed this often */
 #define VFUSE_READAHEAD_KB 4096     /* kernel readahead of the mount (root only; default 128) */
@@ -88,7 +89,7 @@ struct vfuse {
 	int dirty;                 /* atomic: written since the last flush */
 	pthread_mutex_t flush_lock;
 	pthread_mutex_t rmw_lock;
-	uint8_t *zeros;            /* VFUSE_MAX_IO zero bytes, never written */
+	unsigned max_read;         /* VFUSE_MAX_IO, less when that lets replies be spliced */
 	bool splice_write;         /* zero-copy replies wanted (and possible) */
 	bool splice_read;
 	bool splice_on;            /* negotiated with the kernel */
