@@ -34,6 +34,7 @@
 #define NBD_RX_BUF (64 * 1024)
 #define NBD_DEPTH 256
 #define NBD_BS_EXTENTS 64
+#define NBD_TX_IOV 256
 
 struct nbd_conn;
 
@@ -47,6 +48,7 @@ struct nbd_slot {
 	uint32_t length;
 	uint8_t *buf;    /* VSP_MAX_REQ_BYTES of reserved address space, touched on use */
 	struct iovec iov;
+	uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8]; /* the reply header, until it is sent */
 	int next_free;
 };
 
@@ -65,6 +67,16 @@ struct nbd_conn {
 	struct nbd_slot *rx_slot; /* a write whose payload is still arriving */
 	size_t rx_need, rx_got;
 	bool rx_discard;          /* its payload is read into the slot but not written */
+	/* io_uring: the socket is read through the engine, so one wait covers both */
+	bool rx_engine;
+	bool rx_pending, rx_into_slot;
+	struct vdisk_io rx_io;
+	struct iovec rx_iov;
+	/* replies batched into one sendmsg per wake-up; their slots are freed after it */
+	struct iovec tx[NBD_TX_IOV];
+	unsigned ntx;
+	struct nbd_slot *tx_slots[NBD_SLOTS];
+	unsigned ntx_slots;
 	char ctx[96];
 	struct nbd_conn *next;
 };
@@ -197,21 +209,6 @@ static void reply_status(struct nbd_conn *c, uint64_t cookie, uint32_t err)
 	conn_send(c, &v, 1);
 }
 
-static void reply_read(struct nbd_conn *c, struct nbd_slot *s)
-{
-	uint8_t b[NBD_STRUCTURED_REPLY_SIZE + 8];
-	struct iovec v[2] = { { b, sizeof(b) }, { s->buf, s->length } };
-
-	if (!c->structured) {
-		simple_reply(c, s->cookie, 0, s->buf, s->length);
-		return;
-	}
-	chunk_header(b, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, s->cookie,
-		     8 + s->length);
-	nbd_put64(b + 20, s->offset);
-	conn_send(c, v, 2);
-}
-
 /* ---- slots ---- */
 
 static struct nbd_slot *slot_get(struct nbd_conn *c)
@@ -248,19 +245,63 @@ static int slot_buf(struct nbd_slot *s)
 	return 0;
 }
 
+static void tx_flush(struct nbd_conn *c)
+{
+	if (c->ntx > 0)
+		conn_send(c, c->tx, c->ntx);
+	c->ntx = 0;
+	for (unsigned i = 0; i < c->ntx_slots; i++) {
+		struct nbd_slot *s = c->tx_slots[i];
+		/* big requests give their pages back */
+		if (s->length > 1024 * 1024)
+			madvise(s->buf, s->length, MADV_DONTNEED);
+		slot_put(c, s);
+	}
+	c->ntx_slots = 0;
+}
+
+static void tx_add(struct nbd_conn *c, void *base, size_t len)
+{
+	c->tx[c->ntx].iov_base = base;
+	c->tx[c->ntx].iov_len = len;
+	c->ntx++;
+}
+
+/*
+ * A request finished: its reply is queued in the slot (header) and the
+ * slot's buffer (read data), and goes out with the next tx_flush().
+ */
 static void on_complete(struct vsp_queue *q, struct vsp_req *r)
 {
 	struct nbd_slot *s = (struct nbd_slot *)r;
 	struct nbd_conn *c = q->owner;
+	uint32_t err = nbd_errno(r->status);
+	bool data = s->type == NBD_CMD_READ && !err;
 
-	if (s->type == NBD_CMD_READ && r->status == 0)
-		reply_read(c, s);
-	else
-		reply_status(c, s->cookie, nbd_errno(r->status));
-	/* big requests give their pages back */
-	if (s->length > 1024 * 1024)
-		madvise(s->buf, s->length, MADV_DONTNEED);
-	slot_put(c, s);
+	if (c->ntx + 2 > NBD_TX_IOV)
+		tx_flush(c);
+	if (!c->structured) {
+		nbd_put32(s->hdr, NBD_SIMPLE_REPLY_MAGIC);
+		nbd_put32(s->hdr + 4, err);
+		nbd_put64(s->hdr + 8, s->cookie);
+		tx_add(c, s->hdr, NBD_SIMPLE_REPLY_SIZE);
+	} else if (data) {
+		chunk_header(s->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, s->cookie,
+			     8 + s->length);
+		nbd_put64(s->hdr + 20, s->offset);
+		tx_add(c, s->hdr, NBD_STRUCTURED_REPLY_SIZE + 8);
+	} else if (err) {
+		chunk_header(s->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, s->cookie, 6);
+		nbd_put32(s->hdr + 20, err);
+		nbd_put16(s->hdr + 24, 0);
+		tx_add(c, s->hdr, NBD_STRUCTURED_REPLY_SIZE + 6);
+	} else {
+		chunk_header(s->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, s->cookie, 0);
+		tx_add(c, s->hdr, NBD_STRUCTURED_REPLY_SIZE);
+	}
+	if (data && s->length)
+		tx_add(c, s->buf, s->length);
+	c->tx_slots[c->ntx_slots++] = s;
 }
 
 /* ---- block status ---- */
@@ -516,7 +557,78 @@ static int receive(struct nbd_conn *c)
 	return progress;
 }
 
-static void transmission(struct nbd_conn *c)
+/* io_uring: keeps one read of the socket in flight on the engine. */
+static void rx_arm(struct nbd_conn *c)
+{
+	size_t room;
+	void *dst;
+
+	if (c->rx_pending || c->closing)
+		return;
+	if (c->rx_slot && c->rx_len == 0 && c->rx_need - c->rx_got >= 4096) {
+		/* a large payload: straight into the slot's buffer */
+		dst = c->rx_slot->buf + c->rx_got;
+		room = c->rx_need - c->rx_got;
+		c->rx_into_slot = true;
+	} else {
+		if ((!c->rx_slot && c->free_head < 0) || c->rx_len == sizeof(c->rx))
+			return; /* back-pressure: wait for completions */
+		dst = c->rx + c->rx_len;
+		room = sizeof(c->rx) - c->rx_len;
+		c->rx_into_slot = false;
+	}
+	c->rx_iov.iov_base = dst;
+	c->rx_iov.iov_len = room;
+	c->rx_io = (struct vdisk_io){ .op = VDISK_IO_READV, .fd = c->fd, .iov = &c->rx_iov,
+				      .iovcnt = 1, .priv = NULL };
+	if (vdisk_engine_queue(c->q.eng, &c->rx_io) == 0)
+		c->rx_pending = true;
+}
+
+/* The socket read completed (queue.c calls this for requests with no owner). */
+static void rx_done(struct vsp_queue *q, struct vdisk_io *io)
+{
+	struct nbd_conn *c = q->owner;
+	int n = io->result;
+
+	c->rx_pending = false;
+	if (n <= 0) {
+		if (n < 0 && n != -ECONNRESET && !c->closing)
+			vsp_log(VSP_LOG_INFO, c->ctx, "receive failed: %s", strerror(-n));
+		c->closing = true;
+		return;
+	}
+	if (c->rx_into_slot) {
+		c->rx_got += (size_t)n;
+		if (c->rx_got == c->rx_need)
+			payload_done(c);
+		return;
+	}
+	c->rx_len += (size_t)n;
+	if (parse_rx(c) < 0)
+		c->closing = true;
+}
+
+/* io_uring: one blocking wait on the engine covers the socket and the disk. */
+static void transmission_engine(struct nbd_conn *c)
+{
+	for (;;) {
+		if (!c->closing && c->rx_len > 0 && parse_rx(c) < 0)
+			c->closing = true;
+		rx_arm(c);
+		tx_flush(c);
+		if (!c->rx_pending && !vsp_queue_busy(&c->q)) {
+			if (c->closing)
+				break;
+			if (c->free_head < 0 && !c->rx_slot)
+				break; /* cannot happen: no free slot means requests in flight */
+		}
+		vsp_queue_poll(&c->q, true);
+	}
+}
+
+/* libaio: wait in poll() when idle, on the engine when busy. */
+static void transmission_poll(struct nbd_conn *c)
 {
 	for (;;) {
 		int got = 0;
@@ -531,9 +643,12 @@ static void transmission(struct nbd_conn *c)
 		vsp_queue_submit(&c->q);
 		if (vsp_queue_busy(&c->q)) {
 			/* block for a completion unless the socket just gave us work */
+			if (got == 0)
+				tx_flush(c);
 			vsp_queue_poll(&c->q, got == 0);
 			continue;
 		}
+		tx_flush(c);
 		if (c->closing)
 			break;
 		if (got == 0) {
@@ -542,7 +657,24 @@ static void transmission(struct nbd_conn *c)
 				break;
 		}
 	}
+}
+
+static void transmission(struct nbd_conn *c)
+{
+	c->q.aux = rx_done;
+	c->rx_engine = vdisk_engine_kind(c->q.eng) == VDISK_ENGINE_IO_URING;
+	if (c->rx_engine)
+		transmission_engine(c);
+	else
+		transmission_poll(c);
 	vsp_queue_drain(&c->q);
+	tx_flush(c);
+	if (c->rx_pending) {
+		/* the read in flight ends when the socket does */
+		shutdown(c->fd, SHUT_RD);
+		while (c->rx_pending)
+			vsp_queue_poll(&c->q, true);
+	}
 }
 
 /* ---- connections ---- */

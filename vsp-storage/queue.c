@@ -30,6 +30,7 @@
 #include "vsp-int.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define ALIGN_DOWN(n, a) ((n) / (a) * (a))
 #define ALIGN_UP(n, a) (((n) + (a)-1) / (a) * (a))
@@ -650,7 +651,14 @@ int vsp_queue_poll(struct vsp_queue *q, bool wait)
 	for (int i = 0; i < n; i++) {
 		struct vdisk_io *io = q->done[i];
 		struct vsp_req *r = io->priv;
-		int e = io_result(io);
+		int e;
+
+		if (unlikely(!r)) {
+			/* the transport's own request (a socket read) */
+			q->aux(q, io);
+			continue;
+		}
+		e = io_result(io);
 
 		if (e < 0 && r->status == 0)
 			r->status = e;

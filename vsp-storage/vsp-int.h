@@ -167,6 +167,8 @@ struct vsp_queue {
 	struct vsp_export *exp;
 	struct vdisk_engine *eng;
 	vsp_complete_fn complete;
+	/* completion of an engine request the transport queued itself (->priv NULL) */
+	void (*aux)(struct vsp_queue *q, struct vdisk_io *io);
 	void *owner;
 	const char *ctx;           /* log prefix, "export q0" */
 	unsigned depth;            /* engine depth */
