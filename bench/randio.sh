@@ -3,27 +3,58 @@
 # Random 4 KiB I/O at queue depth 32, O_DIRECT, io_uring: bench/randio on a fully allocated
 # VHDX against fio on a raw file of the same size on the same file system. Also runs randio
 # --raw on that raw file, which isolates the cost of the VHDX translation from that of the
-# I/O engine. Runs alternate between the tools (RUNS rounds) and the mean is printed, with
-# the ratio vdisk / fio (1.00 = as fast as fio on raw; the aim is >= 0.9 for reads).
+# I/O engine. The three alternate for RUNS rounds; the medians are printed, with the median
+# of the per-round ratios to fio's IOPS (1.00 = as fast as fio on raw; aim: >= 0.9 for reads).
 #
 # Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, default
 # $VDISK_BUILD_DIR/bench-tmp, needs ~2 GiB), SIZE_MIB (default 1024), TIME (seconds per run,
-# default 10), RUNS (default 2), DEPTH (default 32), BS (default 4096), WRITES=0 skips writes.
+# default 10), RUNS (default 3), DEPTH (default 32), BS (default 4096), WRITES=0 skips writes.
+# RAMDISK=1 puts the files on an ext4 file system on a loop device backed by /dev/shm (root
+# only): the device is then much faster than the software, so the figures show CPU cost
+# per request rather than the disk's limit.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 SIZE_MIB=${SIZE_MIB:-1024}
 TIME=${TIME:-10}
-RUNS=${RUNS:-2}
+RUNS=${RUNS:-3}
 DEPTH=${DEPTH:-32}
 BS=${BS:-4096}
 WRITES=${WRITES:-1}
+RAMDISK=${RAMDISK:-0}
 
 requires fio
 requires jq
 [ -x "$VDISK" ] || die "$VDISK not found: build the project first"
 [ -x "$RANDIO" ] || die "$RANDIO not found: build the project first"
+
+errlog=$(mktemp)
+loopdev="" mnt="" backing=""
+cleanup() {
+	# randio's warnings, once each
+	sort -u "$errlog" >&2
+	rm -f "$errlog"
+	if [ -n "$mnt" ]; then
+		umount "$mnt" || true
+		rmdir "$mnt" || true
+	fi
+	[ -z "$loopdev" ] || losetup -d "$loopdev" || true
+	[ -z "$backing" ] || rm -f "$backing"
+}
+trap cleanup EXIT
+
+if [ "$RAMDISK" = 1 ]; then
+	requires losetup
+	requires mkfs.ext4
+	backing=$(mktemp /dev/shm/vdisk-bench.XXXXXX)
+	truncate -s $((SIZE_MIB * 2 + 256))M "$backing"
+	loopdev=$(losetup -f --show "$backing")
+	mkfs.ext4 -q "$loopdev"
+	mnt=$(mktemp -d)
+	mount "$loopdev" "$mnt"
+	BENCH_DIR=$mnt
+fi
 mkdir -p "$BENCH_DIR"
 raw=$BENCH_DIR/randio.raw
 img=$BENCH_DIR/randio.vhdx
@@ -52,36 +83,51 @@ fio_run() {
 # randio_run ARGS...: prints "iops p50_us p99_us".
 randio_run() {
 	drop_caches
-	"$RANDIO" -t "$TIME" -d "$DEPTH" -b "$BS" "$@" |
+	"$RANDIO" -t "$TIME" -d "$DEPTH" -b "$BS" "$@" 2>>"$errlog" |
 		sed -n 's/^iops=\([0-9.]*\) p50_us=\([0-9.]*\) p99_us=\([0-9.]*\)$/\1 \2 \3/p'
 }
 
-# mean of column N over the lines on stdin
-mean() {
-	awk -v c="$1" '{ s += $c; n++ } END { if (n) printf "%.0f", s / n }'
+# median of the numbers on stdin, one a line
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.0f", v[(NR + 1) / 2];
+		else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+median2() { # same with two decimals
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2];
+		else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+row() { # RW TARGET "iops p50 p99 lines" RATIO
+	local col=() n
+	for n in 1 2 3; do
+		col[n]=$(awk -v c="$n" '{ print $c }' <<<"$3" | median)
+	done
+	printf '%-10s %-22s %9s %8s %8s %9s\n' "$1" "$2" "${col[1]}" "${col[2]}" "${col[3]}" "$4"
 }
 
 bench_one() { # RW RANDIO-FLAGS
-	local rw=$1 flags=$2 f_all="" v_all="" r_all=""
+	local rw=$1 flags=$2 f v r fa="" va="" ra="" vr="" rr="" i
 	for ((i = 0; i < RUNS; i++)); do
-		f_all+="$(fio_run "$rw")"$'\n'
+		f=$(fio_run "$rw")
 		# shellcheck disable=SC2086
-		v_all+="$(randio_run $flags "$img")"$'\n'
+		v=$(randio_run $flags "$img")
 		# shellcheck disable=SC2086
-		r_all+="$(randio_run $flags --raw "$raw")"$'\n'
+		r=$(randio_run $flags --raw "$raw")
+		if [ -z "$f" ] || [ -z "$v" ] || [ -z "$r" ]; then
+			die "a $rw run failed"
+		fi
+		fa+="$f"$'\n' va+="$v"$'\n' ra+="$r"$'\n'
+		vr+="$(ratio "${v%% *}" "${f%% *}")"$'\n'
+		rr+="$(ratio "${r%% *}" "${f%% *}")"$'\n'
 	done
-	local f v r
-	for n in 1 2 3; do
-		f[n]=$(printf '%s' "$f_all" | mean $n)
-		v[n]=$(printf '%s' "$v_all" | mean $n)
-		r[n]=$(printf '%s' "$r_all" | mean $n)
-	done
-	printf '%-10s %-22s %9s %8s %8s %9s\n' "$rw" "fio raw (io_uring)" "${f[1]}" "${f[2]}" "${f[3]}" "1.00"
-	printf '%-10s %-22s %9s %8s %8s %9s\n' "$rw" "randio raw" "${r[1]}" "${r[2]}" "${r[3]}" "$(ratio "${r[1]}" "${f[1]}")"
-	printf '%-10s %-22s %9s %8s %8s %9s\n' "$rw" "randio vhdx (vdisk)" "${v[1]}" "${v[2]}" "${v[3]}" "$(ratio "${v[1]}" "${f[1]}")"
+	row "$rw" "fio raw (io_uring)" "$fa" "1.00"
+	row "$rw" "randio raw" "$ra" "$(printf '%s' "$rr" | median2)"
+	row "$rw" "randio vhdx (vdisk)" "$va" "$(printf '%s' "$vr" | median2)"
 }
 
-echo "bench: ${SIZE_MIB} MiB, bs=$BS, depth=$DEPTH, ${TIME}s x $RUNS runs each, files in $BENCH_DIR ($(df --output=fstype "$BENCH_DIR" | tail -1))"
+echo "bench: ${SIZE_MIB} MiB, bs=$BS, depth=$DEPTH, ${TIME}s x $RUNS rounds, files in $BENCH_DIR" \
+	"($(df --output=fstype,source "$BENCH_DIR" | tail -1 | tr -s ' '))"
 printf '%-10s %-22s %9s %8s %8s %9s\n' "workload" "target" "IOPS" "p50 us" "p99 us" "vs fio"
 bench_one randread ""
 if [ "$WRITES" = 1 ]; then
