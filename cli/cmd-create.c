@@ -125,8 +125,8 @@ static int same_as_parent(const struct vdisk_cmd *cmd, const char *what, uint64_
 }
 
 /*
- * A differencing image has the size and sector sizes of its parent: fill
- * in those not given, refuse those given differently.
+ * A differencing image has the sector sizes of its parent and at least its
+ * size: fill in those not given, refuse those given differently.
  */
 static int inherit_parent(const struct vdisk_cmd *cmd, struct vhdx_create_opts *o,
 			  const struct create_given *given)
@@ -149,9 +149,11 @@ static int inherit_parent(const struct vdisk_cmd *cmd, struct vhdx_create_opts *
 		o->logical_sector_bytes = lss;
 	if (!given->physical)
 		o->physical_sector_bytes = pss;
-	r = same_as_parent(cmd, "SIZE", o->disk_size_bytes, size);
-	if (!r)
-		r = same_as_parent(cmd, "--logical-sector", o->logical_sector_bytes, lss);
+	/* a child may be larger than its parent (it reads zeros past the parent's end) */
+	if (o->disk_size_bytes < size)
+		return cli_fail(cmd, "SIZE %llu is smaller than the parent's (%llu)",
+				(unsigned long long)o->disk_size_bytes, (unsigned long long)size);
+	r = same_as_parent(cmd, "--logical-sector", o->logical_sector_bytes, lss);
 	if (!r)
 		r = same_as_parent(cmd, "--physical-sector", o->physical_sector_bytes, pss);
 	return r;
