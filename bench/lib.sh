@@ -50,3 +50,43 @@ timed() {
 ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'
 }
+
+# at_exit CMD ARGS...: runs the command when the script exits (last registered first).
+# A single argument is taken as a shell snippet.
+_at_exit=()
+at_exit() {
+	local c
+	if [ $# -eq 1 ]; then
+		c=$1
+	else
+		c=$(printf '%q ' "$@")
+	fi
+	_at_exit=("$c" "${_at_exit[@]}")
+	trap _run_at_exit EXIT
+}
+_run_at_exit() {
+	local c
+	for c in "${_at_exit[@]}"; do
+		eval "$c" || true
+	done
+}
+
+# use_ramdisk MIB: points BENCH_DIR at a fresh ext4 file system of MIB MiB on a loop device
+# backed by /dev/shm (root only), removed at exit. The "device" is then far faster than the
+# software, so timings show CPU cost instead of the limits of a virtual disk.
+use_ramdisk() {
+	requires losetup
+	requires mkfs.ext4
+	local backing loopdev mnt
+	backing=$(mktemp /dev/shm/vdisk-bench.XXXXXX)
+	at_exit rm -f "$backing"
+	truncate -s "$1"M "$backing"
+	loopdev=$(losetup -f --show "$backing")
+	at_exit losetup -d "$loopdev"
+	mkfs.ext4 -q "$loopdev"
+	mnt=$(mktemp -d)
+	at_exit rmdir "$mnt"
+	mount "$loopdev" "$mnt"
+	at_exit umount "$mnt"
+	BENCH_DIR=$mnt
+}

@@ -30,31 +30,10 @@ requires jq
 [ -x "$RANDIO" ] || die "$RANDIO not found: build the project first"
 
 errlog=$(mktemp)
-loopdev="" mnt="" backing=""
-cleanup() {
-	# randio's warnings, once each
-	sort -u "$errlog" >&2
-	rm -f "$errlog"
-	if [ -n "$mnt" ]; then
-		umount "$mnt" || true
-		rmdir "$mnt" || true
-	fi
-	[ -z "$loopdev" ] || losetup -d "$loopdev" || true
-	[ -z "$backing" ] || rm -f "$backing"
-}
-trap cleanup EXIT
-
-if [ "$RAMDISK" = 1 ]; then
-	requires losetup
-	requires mkfs.ext4
-	backing=$(mktemp /dev/shm/vdisk-bench.XXXXXX)
-	truncate -s $((SIZE_MIB * 2 + 256))M "$backing"
-	loopdev=$(losetup -f --show "$backing")
-	mkfs.ext4 -q "$loopdev"
-	mnt=$(mktemp -d)
-	mount "$loopdev" "$mnt"
-	BENCH_DIR=$mnt
-fi
+# randio's warnings, once each
+# shellcheck disable=SC2016 # expanded at exit
+at_exit 'sort -u "$errlog" >&2; rm -f "$errlog"'
+[ "$RAMDISK" != 1 ] || use_ramdisk $((SIZE_MIB * 2 + 256))
 mkdir -p "$BENCH_DIR"
 raw=$BENCH_DIR/randio.raw
 img=$BENCH_DIR/randio.vhdx
