@@ -357,6 +357,7 @@ int vfuse_mount(const struct vfuse_opts *o, struct vdisk_err *err)
 {
 	char image[PATH_MAX], mnt[PATH_MAX];
 	struct ready rd = { .fd = -1, .o = o };
+	unsigned maj, min;
 	int p[2], r;
 	pid_t pid;
 
@@ -367,6 +368,9 @@ int vfuse_mount(const struct vfuse_opts *o, struct vdisk_err *err)
 		return r;
 	if (!realpath(o->mountpoint, mnt))
 		return vdisk_err_set(err, -errno, "%s: %s", o->mountpoint, strerror(errno));
+	if (vfuse_mount_devno(mnt, &maj, &min) == 0)
+		return vdisk_err_set(err, -EBUSY, "%s is a vdisk mount already (vdisk umount it first)",
+				     mnt);
 	if (o->fs_part) {
 		if (geteuid() != 0)
 			return vdisk_err_set(err, -EPERM,

@@ -32,6 +32,9 @@ except OSError as e:
 sys.exit(1)
 PY
 
+# a mount point is used once
+expect_fail 'vdisk mount already' vdisk mount "$img" "$mnt"
+
 # shared lock: a second read-only mount works; writers are refused
 mkdir -p "$SCRATCH/mnt3"
 fuse_mount "$img" "$SCRATCH/mnt2"

@@ -43,7 +43,7 @@ done
 rc=0
 wait "$wpid" || rc=$?
 [ "$rc" -ne 0 ] || die "the writer finished before the kill: make the write longer"
-grep -qiE 'not connected|aborted|input/output' "$SCRATCH/dd.err" ||
+grep -qiE 'not connected|abort|input/output' "$SCRATCH/dd.err" ||
 	die "the writer failed oddly: $(cat "$SCRATCH/dd.err")"
 log "killed mount process $pid at image file size $(stat -c %s "$img")"
 
