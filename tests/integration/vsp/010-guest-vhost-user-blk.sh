@@ -81,6 +81,7 @@ echo "VSP-READ-A $(rd 8388608 4194304)"
 echo "VSP-READ-B $(rd 16777216 2097152)"
 echo "VSP-READ-C $(rd 25165824 2097152)"
 echo "VSP-READ-P $(rd 1048576 65536)"
+echo "VSP-READ-MIXED $(rd 0 4194304)"
 echo "VSP-LOOP-START"
 i=0
 while [ $i -lt 10 ]; do
@@ -141,5 +142,7 @@ assert_eq "$(host $((MiB + 65536)) $((3 * MiB - 65536)))" \
 	"$(read_range shadow.raw $((MiB + 65536)) $((3 * MiB - 65536)) | sha256)" "parent data after P"
 assert_eq "$(host $((32 * MiB)) $MiB)" "$zero_mib" "host read of the discarded range"
 assert_eq "$(host $((40 * MiB)) $MiB)" "$(val guest2.log DATA-E)" "host read of E"
+# parent, child, parent extents in one guest request path vs the library's own reads
+assert_eq "$(val guest2.log READ-MIXED)" "$(host 0 $((4 * MiB)))" "guest read across P and parent data"
 assert_eq "$(sha256 parent.vhdx)" "$parent_sha" "parent file unchanged"
 log "ok"
