@@ -182,10 +182,11 @@ static int open_parent(struct vhdx_image *img, const struct vhdx_open_opts *o, u
 			continue;
 		}
 		if (p->lsec != img->lsec) {
+			uint32_t plsec = p->lsec;
 			vhdx_free(p);
 			return vdisk_err_set(err, -EINVAL,
 					     "%s: parent %s has %u-byte logical sectors, the child %u",
-					     img->path, cand[i], p->lsec, img->lsec);
+					     img->path, cand[i], plsec, img->lsec);
 		}
 		p->depth = depth + 1;
 		img->parent = p;
