@@ -254,8 +254,8 @@ int vhdx_snapshot_revert(const char *path, const char *name, struct vdisk_err *e
 int vhdx_snapshot_delete(const char *path, const char *name, struct vdisk_err *err)
 {
 	struct vhdx_snapshot *v = NULL;
-	struct vhdx_image *top = NULL, *l;
-	char child[PATH_MAX], snapfile[PATH_MAX];
+	struct vhdx_image *top = NULL, *l, *a;
+	char child[PATH_MAX], snapfile[PATH_MAX], above[PATH_MAX] = "";
 	unsigned idx, n;
 	int r = walk(path, &top, &v, &n, err);
 
@@ -268,11 +268,27 @@ int vhdx_snapshot_delete(const char *path, const char *name, struct vdisk_err *e
 	}
 	snprintf(child, sizeof(child), "%s", l->path);
 	snprintf(snapfile, sizeof(snapfile), "%s", l->parent->path);
+	/* the layer above the merged one, re-linked by the merge: frozen (read-only) unless live */
+	a = top;
+	for (unsigned i = 0; i + 1 < idx; i++)
+		a = a->parent;
+	if (idx > 1)
+		snprintf(above, sizeof(above), "%s", a->path);
 	vhdx_free(top);
 	chmod(snapfile, 0644);
 	if (idx > 0) {
-		/* an older snapshot: its child layer (a newer snapshot) is merged down into it */
+		/*
+		 * An older snapshot: its child layer (a newer snapshot) is merged down into
+		 * it. The merge locks and writes frozen files: make them writable meanwhile.
+		 */
+		chmod(child, 0644);
+		if (above[0])
+			chmod(above, 0644);
 		r = vhdx_merge(child, snapfile, VHDX_MERGE_FORCE, NULL, NULL, NULL, err);
+		if (above[0])
+			chmod(above, 0444);
+		if (r < 0)
+			chmod(child, 0444);
 		chmod(snapfile, 0444);
 		return r;
 	}
