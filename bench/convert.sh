@@ -4,7 +4,8 @@
 # on a SIZE raw file (default 2 GiB) that is half data: a random 1 MiB chunk at every other MiB,
 # holes in between. VHDX -> raw runs both tools on each tool's own VHDX, so every converter
 # also reads the other's output. Every run starts from a cold page cache and its time
-# includes a final sync. Outputs are verified (cmp / qemu-img compare) outside the timings.
+# includes a final sync; each conversion runs RUNS times (default 3), alternating tools, and
+# the median is printed. Outputs are verified (cmp / qemu-img compare) before the timings.
 # Prints seconds and the ratio qemu-img / vdisk (> 1: vdisk is faster).
 #
 # Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, default
@@ -17,7 +18,7 @@ set -euo pipefail
 
 SIZE_MIB=${SIZE_MIB:-2048}
 VERIFY=${VERIFY:-1}
-t_vd="" t_qm="" # set by timed()
+RUNS=${RUNS:-3}
 
 requires qemu-img
 requires cmp
@@ -49,30 +50,58 @@ verify_vhdx() { # FILE: must read as the source
 	qemu-img compare -q -f raw -F vhdx "$src" "$1" || die "$1 does not read as the source"
 }
 
-echo "bench: $("$VDISK" --version 2>/dev/null | head -1); $(qemu-img --version | head -1)"
-printf '%-34s %10s %10s %8s\n' "conversion" "vdisk s" "qemu-img s" "qemu/vdisk"
 
 row() {
 	printf '%-34s %10s %10s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"
 }
 
-# raw -> VHDX, each tool with its default block size.
-timed t_vd "$VDISK" convert -O vhdx "$src" "$vd"
-timed t_qm qemu-img convert -f raw -O vhdx "$src" "$qm"
-row "raw -> vhdx" "$t_vd" "$t_qm"
+median_of() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2];
+		else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# pair LABEL DST VDISK-ARGS... -- QEMU-IMG-ARGS...: RUNS alternating rounds, median times.
+pair() {
+	local label=$1 dst=$2 vargs=() qargs=() tv=() tq=() t i
+	shift 2
+	while [ "$1" != -- ]; do
+		vargs+=("$1")
+		shift
+	done
+	shift
+	qargs=("$@")
+	for ((i = 0; i < RUNS; i++)); do
+		rm -f "$dst"
+		timed t "$VDISK" convert "${vargs[@]}" "$dst"
+		tv+=("$t")
+		rm -f "$dst"
+		timed t qemu-img convert "${qargs[@]}" "$dst"
+		tq+=("$t")
+	done
+	rm -f "$dst"
+	row "$label" "$(median_of "${tv[@]}")" "$(median_of "${tq[@]}")"
+}
+
+# Outputs first, once, checked: a fast converter that is wrong is no result.
+"$VDISK" convert -O vhdx "$src" "$vd"
+qemu-img convert -f raw -O vhdx "$src" "$qm"
 verify_vhdx "$vd"
 verify_vhdx "$qm"
-
-# VHDX -> raw from each VHDX, both tools.
 for img in "$vd" "$qm"; do
-	name=$(basename "$img" .vhdx)
-	name=${name#convert-}
-	rm -f "$out"
-	timed t_vd "$VDISK" convert -O raw "$img" "$out"
+	"$VDISK" convert -O raw "$img" "$out"
 	verify_raw "$out"
 	rm -f "$out"
-	timed t_qm qemu-img convert -f vhdx -O raw "$img" "$out"
+	qemu-img convert -f vhdx -O raw "$img" "$out"
 	verify_raw "$out"
 	rm -f "$out"
-	row "vhdx ($name's) -> raw" "$t_vd" "$t_qm"
 done
+
+echo "bench: $("$VDISK" --version 2>/dev/null | head -1); $(qemu-img --version | head -1)"
+echo "bench: $SIZE_MIB MiB, median of $RUNS rounds, files in $BENCH_DIR" \
+	"($(df --output=fstype,source "$BENCH_DIR" | tail -1 | tr -s ' '))"
+printf '%-34s %10s %10s %8s\n' "conversion" "vdisk s" "qemu-img s" "qemu/vdisk"
+
+# Then the timings. Each tool writes VHDX with its default block size.
+pair "raw -> vhdx" "$out" -O vhdx "$src" -- -f raw -O vhdx "$src"
+pair "vhdx (vdisk's) -> raw" "$out" -O raw "$vd" -- -f vhdx -O raw "$vd"
+pair "vhdx (qemu's) -> raw" "$out" -O raw "$qm" -- -f vhdx -O raw "$qm"
