@@ -14,6 +14,7 @@
  * VDISK_TEST_SEED=N replays one seed; VDISK_TEST_OPS=N changes the length.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -788,11 +789,156 @@ static void test_child_chunk_boundary(void **state)
 	unlink(ppath);
 }
 
+/*
+ * vhdx_translate/vhdx_allocate may run in many threads at once (vhdx.h). Writer threads
+ * on disjoint ranges (sharing blocks at their edges), a reader thread and a flusher run
+ * together on a dynamic image and on a child; afterwards every byte is as written.
+ */
+#define NTHREADS 4
+#define SPAN (3 * MB + 512 * 3) /* deliberately not block aligned: neighbours share blocks */
+
+struct worker {
+	struct vhdx_image *img;
+	uint8_t *shadow; /* this thread's span */
+	uint64_t base;
+	uint32_t lsec;
+	unsigned seed;
+	int err;
+};
+
+static void *writer(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t x = w->seed * 0x9E3779B97F4A7C15ULL | 1;
+	uint8_t *buf = malloc(256 * 1024);
+
+	for (unsigned i = 0; i < 300 && !w->err && buf; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uint64_t off = (x % SPAN) / w->lsec * w->lsec;
+		size_t len = (size_t)MIN(((x >> 32) % (256 * 1024)) / w->lsec * w->lsec + w->lsec,
+					 SPAN - off);
+		fill(buf, len, x);
+		int r = vhdx_pwrite(w->img, buf, len, w->base + off);
+		if (r < 0)
+			w->err = r;
+		memcpy(w->shadow + off, buf, len);
+	}
+	free(buf);
+	return NULL;
+}
+
+static volatile int stop_aux;
+
+static void *flusher(void *arg)
+{
+	struct worker *w = arg;
+
+	while (!stop_aux && !w->err) {
+		int r = vhdx_flush(w->img);
+		if (r < 0)
+			w->err = r;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static void *reader(void *arg)
+{
+	struct worker *w = arg;
+	uint8_t *buf = malloc(1 << 20);
+	struct vdisk_extent ext[32];
+	uint64_t x = 7;
+
+	while (!stop_aux && !w->err && buf) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uint64_t off = x % (NTHREADS * SPAN - (1 << 20));
+		/* reads race with writes: only the call contract is checked here */
+		int r = vhdx_pread(w->img, buf, 1 << 20, off);
+		if (r == 0)
+			r = vhdx_translate(w->img, off, 1 << 20, ext, 32) > 0 ? 0 : -EIO;
+		if (r < 0)
+			w->err = r;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void threaded(const char *path, uint32_t lsec, const uint8_t *base_content)
+{
+	struct vhdx_image *img = open_rw(path);
+	struct worker w[NTHREADS + 2];
+	pthread_t t[NTHREADS + 2];
+	uint8_t *all = malloc(NTHREADS * SPAN), *got = malloc(NTHREADS * SPAN);
+
+	assert_true(all && got);
+	if (base_content)
+		memcpy(all, base_content, NTHREADS * SPAN);
+	else
+		memset(all, 0, NTHREADS * SPAN);
+	stop_aux = 0;
+	for (unsigned i = 0; i < NTHREADS + 2; i++) {
+		w[i] = (struct worker){ .img = img, .shadow = all + (i % NTHREADS) * SPAN,
+					.base = (i % NTHREADS) * SPAN, .lsec = lsec, .seed = 11 + i };
+	}
+	for (unsigned i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, writer, &w[i]), 0);
+	assert_int_equal(pthread_create(&t[NTHREADS], NULL, flusher, &w[NTHREADS]), 0);
+	assert_int_equal(pthread_create(&t[NTHREADS + 1], NULL, reader, &w[NTHREADS + 1]), 0);
+	for (unsigned i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	stop_aux = 1;
+	pthread_join(t[NTHREADS], NULL);
+	pthread_join(t[NTHREADS + 1], NULL);
+	for (unsigned i = 0; i < NTHREADS + 2; i++)
+		if (w[i].err)
+			fail_msg("thread %u: %d", i, w[i].err);
+	assert_int_equal(vhdx_pread(img, got, NTHREADS * SPAN, 0), 0);
+	assert_memory_equal(got, all, NTHREADS * SPAN);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	check_clean(path);
+	img = open_rw(path);
+	assert_int_equal(vhdx_pread(img, got, NTHREADS * SPAN, 0), 0);
+	assert_memory_equal(got, all, NTHREADS * SPAN);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	free(all);
+	free(got);
+}
+
+static void test_threads(void **state)
+{
+	char path[700], cpath[700];
+	uint8_t *base = malloc(NTHREADS * SPAN);
+	struct vhdx_image *p;
+
+	assert_non_null(base);
+	snprintf(path, sizeof(path), "%s", test_tmp_path("threads.vhdx"));
+	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("threads.avhdx"));
+	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, NULL);
+	threaded(path, 512, NULL);
+
+	/* a child over a parent full of data: bits of shared blocks set by several threads */
+	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, NULL);
+	p = open_rw(path);
+	fill(base, NTHREADS * SPAN, 99);
+	assert_int_equal(vhdx_pwrite(p, base, NTHREADS * SPAN, 0), 0);
+	assert_int_equal(vhdx_close(p, NULL), 0);
+	create(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, path);
+	threaded(cpath, 512, base);
+	free(base);
+	unlink(cpath);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_translate_contract),
 		cmocka_unit_test(test_child_chunk_boundary),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_dynamic_1m_512),
 		cmocka_unit_test(test_dynamic_1m_4096),
 		cmocka_unit_test(test_dynamic_32m_512),
