@@ -10,10 +10,13 @@
  * qemu-img compare finds them equal to the shadow written to a raw file, and a
  * child's parent file is byte-identical. Also the vhdx_translate() and
  * vhdx_allocate() contracts: extents cover the range in order, adjacent ones
- * of one kind are merged, @max gives a prefix, ranges outside fail -EINVAL.
+ * of one kind are merged, @max gives a prefix, ranges outside fail -EINVAL;
+ * concurrent writers, reader and flusher; the disk interface over VHDX and
+ * raw files.
  * VDISK_TEST_SEED=N replays one seed; VDISK_TEST_OPS=N changes the length.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +29,7 @@
 
 #include <cmocka.h>
 
+#include <vdisk/disk.h>
 #include <vdisk/vhdx.h>
 
 #include "helpers.h"
@@ -933,12 +937,126 @@ static void test_threads(void **state)
 	unlink(path);
 }
 
+/* The disk interface (lib/core/disk.c) over a VHDX image and over a raw file. */
+static void test_disk_interface(void **state)
+{
+	char vpath[700], rpath[700];
+	struct vdisk_disk *d, *d2;
+	struct vdisk_err err = { 0 };
+	struct vdisk_extent ext[8];
+	uint8_t buf[8192], got[8192];
+	enum vdisk_format f;
+	int fd, n;
+
+	snprintf(vpath, sizeof(vpath), "%s", test_tmp_path("disk.vhdx"));
+	snprintf(rpath, sizeof(rpath), "%s", test_tmp_path("disk.raw"));
+	create(vpath, VHDX_TYPE_DYNAMIC, 16 * MB, 1 << 20, 4096, NULL);
+	fd = open(rpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 16 * MB), 0);
+	close(fd);
+
+	assert_int_equal(vdisk_format_parse("vhdx", &f), 0);
+	assert_int_equal(f, VDISK_FORMAT_VHDX);
+	assert_int_equal(vdisk_format_parse("raw", &f), 0);
+	assert_int_equal(vdisk_format_parse("auto", &f), 0);
+	assert_int_equal(f, VDISK_FORMAT_AUTO);
+	assert_int_equal(vdisk_format_parse("qcow2", &f), -EINVAL);
+	assert_string_equal(vdisk_format_name(VDISK_FORMAT_VHDX), "vhdx");
+	assert_string_equal(vdisk_format_name(VDISK_FORMAT_RAW), "raw");
+
+	/* probed by content */
+	assert_int_equal(vdisk_disk_open(vpath, VDISK_FORMAT_AUTO, 0, &d, &err), 0);
+	assert_int_equal(vdisk_disk_format(d), VDISK_FORMAT_VHDX);
+	assert_non_null(vdisk_disk_vhdx(d));
+	assert_int_equal(vdisk_disk_size(d), 16 * MB);
+	assert_int_equal(vdisk_disk_logical_sector(d), 4096);
+	assert_int_equal(vdisk_disk_physical_sector(d), 4096);
+	fill(buf, sizeof(buf), 3);
+	assert_int_equal(vdisk_disk_pwrite(d, buf, sizeof(buf), MB + 4096), 0);
+	assert_int_equal(vdisk_disk_pread(d, got, sizeof(got), MB + 4096), 0);
+	assert_memory_equal(buf, got, sizeof(got));
+	n = vdisk_disk_translate(d, MB, 3 * 4096, ext, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(ext[0].type, VDISK_EXTENT_DATA);
+	n = vdisk_disk_allocate(d, 2 * MB, 4096, ext, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(vdisk_disk_allocate(d, 2 * MB + 512, 4096, ext, 8), -EINVAL);
+	assert_int_equal(vdisk_disk_discard(d, MB, MB), 0);
+	assert_int_equal(vdisk_disk_pread(d, got, sizeof(got), MB + 4096), 0);
+	assert_true(vdisk_is_zero(got, sizeof(got)));
+	assert_int_equal(vdisk_disk_write_zeroes(d, 0, 4096), 0);
+	assert_int_equal(vdisk_disk_flush(d), 0);
+	/* the writer holds the image */
+	vdisk_err_clear(&err);
+	assert_int_equal(vdisk_disk_open(vpath, VDISK_FORMAT_AUTO, VDISK_OPEN_RDONLY, &d2, &err),
+			 -EBUSY);
+	assert_int_equal(vdisk_disk_close(d, &err), 0);
+	assert_int_equal(vdisk_disk_open(vpath, VDISK_FORMAT_VHDX, VDISK_OPEN_RDONLY, &d, &err), 0);
+	assert_int_equal(vdisk_disk_pwrite(d, buf, 4096, 0), -EROFS);
+	assert_int_equal(vdisk_disk_discard(d, 0, 4096), -EROFS);
+	assert_int_equal(vdisk_disk_close(d, &err), 0);
+	/* a raw file forced to be VHDX is refused */
+	vdisk_err_clear(&err);
+	assert_int_equal(vdisk_disk_open(rpath, VDISK_FORMAT_VHDX, 0, &d, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not a VHDX image"));
+
+	/* raw: 1:1, holes are UNALLOCATED */
+	assert_int_equal(vdisk_disk_open(rpath, VDISK_FORMAT_AUTO, 0, &d, &err), 0);
+	assert_int_equal(vdisk_disk_format(d), VDISK_FORMAT_RAW);
+	assert_null(vdisk_disk_vhdx(d));
+	assert_int_equal(vdisk_disk_size(d), 16 * MB);
+	assert_int_equal(vdisk_disk_logical_sector(d), 512);
+	n = vdisk_disk_translate(d, 0, 16 * MB, ext, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(ext[0].type, VDISK_EXTENT_UNALLOCATED);
+	assert_int_equal(ext[0].length, 16 * MB);
+	assert_int_equal(vdisk_disk_pwrite(d, buf, sizeof(buf), 4 * MB), 0);
+	n = vdisk_disk_translate(d, 0, 16 * MB, ext, 8);
+	assert_int_equal(n, 3);
+	assert_int_equal(ext[0].type, VDISK_EXTENT_UNALLOCATED);
+	assert_int_equal(ext[1].type, VDISK_EXTENT_DATA);
+	assert_true(ext[1].offset <= 4 * MB && ext[1].offset + ext[1].length >= 4 * MB + 8192);
+	assert_int_equal(ext[1].file_offset, ext[1].offset);
+	assert_int_equal(ext[2].type, VDISK_EXTENT_UNALLOCATED);
+	assert_int_equal(ext[2].offset + ext[2].length, 16 * MB);
+	n = vdisk_disk_translate(d, 0, 16 * MB, ext, 2);
+	assert_int_equal(n, 2); /* a prefix */
+	assert_int_equal(vdisk_disk_pread(d, got, sizeof(got), 4 * MB), 0);
+	assert_memory_equal(buf, got, sizeof(got));
+	assert_int_equal(vdisk_disk_write_zeroes(d, 4 * MB, 4096), 0);
+	assert_int_equal(vdisk_disk_pread(d, got, 4096, 4 * MB), 0);
+	assert_true(vdisk_is_zero(got, 4096));
+	assert_int_equal(vdisk_disk_discard(d, 4 * MB, 8192), 0);
+	assert_int_equal(vdisk_disk_pread(d, got, sizeof(got), 4 * MB), 0);
+	assert_true(vdisk_is_zero(got, sizeof(got)));
+	assert_int_equal(vdisk_disk_pread(d, got, 100, 16 * MB - 50), -EINVAL);
+	assert_int_equal(vdisk_disk_pwrite(d, got, 100, 16 * MB - 50), -EINVAL);
+	assert_int_equal(vdisk_disk_translate(d, 16 * MB, 1, ext, 8), -EINVAL);
+	assert_int_equal(vdisk_disk_flush(d), 0);
+	vdisk_err_clear(&err);
+	assert_int_equal(vdisk_disk_open(rpath, VDISK_FORMAT_RAW, 0, &d2, &err), -EBUSY);
+	assert_int_equal(vdisk_disk_close(d, &err), 0);
+	assert_int_equal(vdisk_disk_open(rpath, VDISK_FORMAT_RAW, VDISK_OPEN_RDONLY, &d, &err), 0);
+	assert_int_equal(vdisk_disk_pwrite(d, buf, 512, 0), -EROFS);
+	assert_int_equal(vdisk_disk_write_zeroes(d, 0, 512), -EROFS);
+	assert_int_equal(vdisk_disk_allocate(d, 0, 512, ext, 8), -EROFS);
+	assert_int_equal(vdisk_disk_close(d, &err), 0);
+	assert_int_equal(vdisk_disk_close(NULL, NULL), 0);
+	vdisk_err_clear(&err);
+	assert_int_equal(vdisk_disk_open("/nonexistent/x", VDISK_FORMAT_AUTO, 0, &d, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "/nonexistent/x"));
+	unlink(vpath);
+	unlink(rpath);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_translate_contract),
 		cmocka_unit_test(test_child_chunk_boundary),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_disk_interface),
 		cmocka_unit_test(test_dynamic_1m_512),
 		cmocka_unit_test(test_dynamic_1m_4096),
 		cmocka_unit_test(test_dynamic_32m_512),
