@@ -5,7 +5,8 @@
 # differencing child served by vsp-storage. In the guest: O_DIRECT writes (one of them from
 # each CPU at once, so both queues carry data), a partial overwrite of the parent's data,
 # reads back, discard; the guest's own checksums must match. The guest restarts (a new QEMU,
-# the same daemon) and reads everything again, in a loop during which the daemon is killed
+# the same daemon), reboots once inside that QEMU (the device is reset and its rings
+# restarted), and reads everything again, in a loop during which the daemon is killed
 # with SIGKILL and started again: QEMU reconnects, the requests in flight are resubmitted from
 # the inflight region, and the guest's reads and a final write go on unharmed. After SIGTERM
 # the daemon exits cleanly, `vdisk check` finds the child clean, the host reads the same
@@ -77,6 +78,12 @@ assert_eq "$(val guest1.log READ-D)" "$zero_mib" "discarded range reads zeros"
 cat >phase2.sh <<'G'
 sha() { sha256sum | cut -d' ' -f1; }
 rd() { dd if=/dev/vda bs=64k skip=$(($1 / 65536)) count=$(($2 / 65536)) iflag=direct 2>/dev/null | sha; }
+# first boot of this VM: leave a mark on the disk and reboot (a device reset under QEMU)
+if [ "$(dd if=/dev/vda bs=512 skip=122880 count=1 iflag=direct 2>/dev/null | head -c 8)" != REBOOTED ]; then
+	printf REBOOTED | dd of=/dev/vda bs=512 seek=122880 conv=sync,fsync oflag=direct 2>/dev/null
+	echo "VSP-REBOOT"
+	reboot -f
+fi
 echo "VSP-READ-A $(rd 8388608 4194304)"
 echo "VSP-READ-B $(rd 16777216 2097152)"
 echo "VSP-READ-C $(rd 25165824 2097152)"
@@ -113,6 +120,7 @@ start_daemon
 wait "$qemu_pid" || die "guest 2 failed"
 grep -q VSP-DONE guest2.log || die "guest 2 did not finish: $(tail -20 guest2.log)"
 ! grep VSP-ERROR guest2.log || die "errors in guest 2"
+assert_eq "$(grep -c '^VSP-REBOOT' guest2.log)" 1 "reboots inside the second VM"
 for k in A B C P; do
 	assert_eq "$(val guest2.log READ-$k)" "$(val guest1.log DATA-$k)" "after guest restart: $k"
 done

@@ -56,7 +56,8 @@ INIT
 }
 
 # run_guest SOCKET INITRD LOG [APPEND]: boots, waits for power-off (timeout 240 s). The
-# front end reconnects to SOCKET when the daemon restarts (reconnect=1).
+# front end reconnects to SOCKET when the daemon restarts (reconnect=1). A reboot inside the
+# guest reboots the VM (same QEMU); power-off ends it.
 run_guest()
 {
 	local sock=$1 initrd=$2 log=$3 append=${4:-}
@@ -66,6 +67,6 @@ run_guest()
 		-device vhost-user-blk-pci,chardev=vub,num-queues=2 \
 		-kernel "$KERNEL" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 $append" \
-		-display none -serial file:"$log" -monitor none -no-reboot ||
+		-display none -serial file:"$log" -monitor none ||
 		die "qemu failed or timed out (see $log: $(tail -5 "$log" | tr '\n' ' '))"
 }
