@@ -833,13 +833,13 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static volatile int stop_aux;
+static int stop_aux; /* accessed with __atomic builtins */
 
 static void *flusher(void *arg)
 {
 	struct worker *w = arg;
 
-	while (!stop_aux && !w->err) {
+	while (!__atomic_load_n(&stop_aux, __ATOMIC_ACQUIRE) && !w->err) {
 		int r = vhdx_flush(w->img);
 		if (r < 0)
 			w->err = r;
@@ -855,7 +855,7 @@ static void *reader(void *arg)
 	struct vdisk_extent ext[32];
 	uint64_t x = 7;
 
-	while (!stop_aux && !w->err && buf) {
+	while (!__atomic_load_n(&stop_aux, __ATOMIC_ACQUIRE) && !w->err && buf) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
@@ -883,7 +883,7 @@ static void threaded(const char *path, uint32_t lsec, const uint8_t *base_conten
 		memcpy(all, base_content, NTHREADS * SPAN);
 	else
 		memset(all, 0, NTHREADS * SPAN);
-	stop_aux = 0;
+	__atomic_store_n(&stop_aux, 0, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < NTHREADS + 2; i++) {
 		w[i] = (struct worker){ .img = img, .shadow = all + (i % NTHREADS) * SPAN,
 					.base = (i % NTHREADS) * SPAN, .lsec = lsec, .seed = 11 + i };
@@ -894,7 +894,7 @@ static void threaded(const char *path, uint32_t lsec, const uint8_t *base_conten
 	assert_int_equal(pthread_create(&t[NTHREADS + 1], NULL, reader, &w[NTHREADS + 1]), 0);
 	for (unsigned i = 0; i < NTHREADS; i++)
 		pthread_join(t[i], NULL);
-	stop_aux = 1;
+	__atomic_store_n(&stop_aux, 1, __ATOMIC_RELEASE);
 	pthread_join(t[NTHREADS], NULL);
 	pthread_join(t[NTHREADS + 1], NULL);
 	for (unsigned i = 0; i < NTHREADS + 2; i++)
