@@ -179,7 +179,7 @@ static uint64_t hdr_off(int slot)
 	return slot ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET;
 }
 
-enum hfield { H_VERSION, H_LOGVERSION, H_LOGOFF, H_LOGLEN, H_LOGGUID, H_SEQ, H_RESERVED };
+enum hfield { H_VERSION, H_LOGVERSION, H_LOGOFF, H_LOGLEN, H_LOGGUID, H_SEQ, H_RESERVED, H_FWG, H_DWG };
 
 /* Sets a field of header @slot and recomputes its checksum. */
 static void hdr_set(const char *path, int slot, enum hfield f, uint64_t v)
@@ -207,6 +207,12 @@ static void hdr_set(const char *path, int slot, enum hfield f, uint64_t v)
 		break;
 	case H_SEQ:
 		h.seq = v;
+		break;
+	case H_FWG:
+		memset(h.file_write_guid.b, (int)v, 16);
+		break;
+	case H_DWG:
+		memset(h.data_write_guid.b, (int)v, 16);
 		break;
 	case H_RESERVED:
 		break;
@@ -434,6 +440,24 @@ static void test_header_fields(void **state)
 	fresh(base, work);
 	hdr_set(work, cur_slot(work), H_LOGVERSION, 1);
 	expect_base_ok(work);
+
+	/* any FileWriteGuid / DataWriteGuid is valid (zero too); the current one is reported */
+	for (int f = H_FWG; f <= H_DWG; f++)
+		for (int v = 0; v < 2; v++) {
+			struct vhdx_image *img;
+			struct vhdx_info info;
+			struct vdisk_guid g;
+			fresh(base, work);
+			hdr_set(work, cur_slot(work), (enum hfield)f, v ? 0x3c : 0);
+			expect_base_ok(work);
+			img = open_img(work, VHDX_OPEN_RDONLY);
+			vhdx_get_info(img, &info);
+			memset(g.b, v ? 0x3c : 0, 16);
+			assert_true(vdisk_guid_equal(f == H_FWG ? &info.file_write_guid
+								: &info.data_write_guid,
+						     &g));
+			vhdx_close(img, NULL);
+		}
 
 	/* reserved bytes: covered by the checksum, otherwise ignored */
 	fresh(base, work);
