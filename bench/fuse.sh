@@ -7,12 +7,12 @@
 #   seq read   1 MiB reads, one job            (MB/s)
 #   seq write  1 MiB writes into a fresh dynamic image, fsync at the end (MB/s)
 #   rand read  4 KiB random reads, JOBS jobs   (IOPS)
-# The exports take turns (RUNS rounds); the mean of each is printed with the ratios
+# The exports take turns (RUNS rounds); the median of each is printed with the ratios
 # vdisk/qsd (aim >= 1.2), vdisk/vhdimount (aim >= 1.5) and vdisk/raw (aim >= 0.85 for
 # sequential reads). Needs root (drop_caches, mounting).
 #
 # Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, default
-# $VDISK_BUILD_DIR/bench-tmp, needs ~3 x SIZE_MIB), SIZE_MIB (default 1024), RUNS (default 2),
+# $VDISK_BUILD_DIR/bench-tmp, needs ~3 x SIZE_MIB), SIZE_MIB (default 1024), RUNS (default 3),
 # TIME (seconds per random-read run, default 10), JOBS (default 4), QSD_DIRECT (on|off:
 # qemu-storage-daemon's cache.direct, default off; its page cache helps it read sequentially).
 set -euo pipefail
@@ -20,7 +20,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 SIZE_MIB=${SIZE_MIB:-1024}
-RUNS=${RUNS:-2}
+RUNS=${RUNS:-3}
 TIME=${TIME:-10}
 JOBS=${JOBS:-4}
 QSD_DIRECT=${QSD_DIRECT:-off}
@@ -164,8 +164,10 @@ run() {
 	res[$key]+="$v"$'\n'
 }
 
-mean() {
-	awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n }'
+# median of the numbers on stdin (the machine this runs on is shared: a mean would follow
+# the one run that another job's I/O slowed down)
+median() {
+	sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else if (NR) printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 echo "bench: ${SIZE_MIB} MiB image, ${RUNS} rounds, random reads ${TIME}s x ${JOBS} jobs, qsd cache.direct=$QSD_DIRECT, files in $BENCH_DIR ($(df --output=fstype "$BENCH_DIR" | tail -1))"
@@ -194,7 +196,7 @@ done
 
 avg() {
 	if [ -n "${res[$1]:-}" ]; then
-		printf '%s' "${res[$1]}" | mean
+		printf '%s' "${res[$1]}" | median
 	else
 		echo "n/a"
 	fi

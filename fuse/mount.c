@@ -57,16 +57,40 @@ static void fuse_log_to_syslog(enum fuse_log_level level, const char *fmt, va_li
 /*
  * Read-only mounts take a shared lock. When a writer (a running VM) holds
  * the image, the mount still goes ahead without a lock, read-only, and says
- * that what it shows is the image as it was when mounted.
+ * that what it shows is the image as it was when mounted. A layer that other
+ * programs hold shared (the parent of a running VM's disk) mounts read-only
+ * with a note too.
  */
+/* Does another open file hold a lock on @path (a VM, a chain over it, a mount)? */
+static bool locked_elsewhere(const char *path)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool locked = false;
+
+	if (fd < 0)
+		return false;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0)
+		locked = fl.l_type != F_UNLCK;
+	close(fd);
+	return locked;
+}
+
 static int open_image(const struct vfuse_opts *o, const char *image, struct vdisk_disk **ret,
 		      struct vdisk_err *err)
 {
 	unsigned flags = o->rw ? 0 : VDISK_OPEN_RDONLY;
+	bool shared = !o->rw && locked_elsewhere(image);
 	struct vdisk_err e2 = { 0 };
 	int r;
 
 	r = vdisk_disk_open(image, VDISK_FORMAT_AUTO, flags, ret, err);
+	if (r == 0 && shared)
+		fprintf(stderr,
+			"vdisk: mount: note: %s is in use by other programs (a VM on a chain over it, "
+			"another mount): mounted read-only, as a point-in-time view should one of "
+			"them change it.\n",
+			image);
 	if (r != -EBUSY)
 		return r;
 	if (o->rw) {

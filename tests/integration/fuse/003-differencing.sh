@@ -27,7 +27,11 @@ vdisk umount "$mnt" || die "umount failed"
 
 # writes through the child's mount, mirrored into the shadow
 fuse_mount --rw "$child" "$mnt"
-fuse_mount "$base" "$SCRATCH/base-mnt"
+# the parent, held shared by the child's chain, mounts read-only with a note
+mkdir -p "$SCRATCH/base-mnt"
+cleanup_fn quiet_umount "$SCRATCH/base-mnt"
+vdisk mount "$base" "$SCRATCH/base-mnt" 2>"$SCRATCH/note" || die "mount of the parent in use failed"
+grep -q 'in use by other programs.*read-only' "$SCRATCH/note" || die "no note: $(cat "$SCRATCH/note")"
 w()
 {
 	gen_data "$3" "$2" >"$SCRATCH/w"
