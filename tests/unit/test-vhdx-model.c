@@ -498,9 +498,12 @@ static void model_child(uint32_t pbs, uint32_t lsec, uint64_t psize, uint32_t cb
 	p = open_rw(ppath);
 	for (unsigned i = 0; i < 40; i++) {
 		uint64_t off = below(psize - 1) / lsec * lsec;
-		size_t len = (size_t)MIN(MB, MIN(psize - off, (1 + below(MB)) / lsec * lsec + lsec));
+		uint64_t want = (1 + below(MB)) / lsec * lsec + lsec; /* MIN evaluates twice */
+		size_t len = (size_t)MIN(MB, MIN(psize - off, want));
 		fill(data, len, rnd());
-		assert_int_equal(vhdx_pwrite(p, data, len, off), 0);
+		int r = vhdx_pwrite(p, data, len, off);
+		if (r < 0)
+			fail_msg("parent: pwrite %zu at %#llx: %d", len, (unsigned long long)off, r);
 		memcpy(m.shadow + off, data, len);
 	}
 	assert_int_equal(vhdx_write_zeroes(p, 0, pbs), 0);
