@@ -4,10 +4,12 @@
  * create, translate virtual ranges to extents, allocate blocks for writes,
  * journal metadata changes through the VHDX log, check and repair.
  *
- * Threading: vhdx_translate() and vhdx_allocate() may be called from many
- * threads at once on one image; translate takes no lock, allocate takes the
- * image's allocation lock only when it must allocate. Everything else is
- * slow path and must not run concurrently with other calls on one image.
+ * Threading: vhdx_translate(), vhdx_allocate(), vhdx_flush(), vhdx_discard(),
+ * vhdx_write_zeroes(), vhdx_pread() and vhdx_pwrite() may be called from many
+ * threads at once on one image; translate takes no lock, the others take the
+ * image's allocation lock only for what changes metadata. Opening, closing,
+ * information and chain operations are slow path and must not run
+ * concurrently with other calls on one image.
  */
 #ifndef VDISK_VHDX_H
 #define VDISK_VHDX_H
