@@ -67,7 +67,7 @@ static int cmp_obj(const void *a, const void *b)
 static struct object *collect_objects(struct ctx *c, size_t *ret_n)
 {
 	struct vhdx_image *img = c->img;
-	size_t cap = 4 + img->rt->count + img->nr_blocks + img->nr_chunks, n = 0;
+	size_t cap = 2 + img->rt->count + img->bat_entries, n = 0; /* at most one per BAT entry */
 	struct object *o = calloc(cap, sizeof(*o));
 
 	if (!o)
