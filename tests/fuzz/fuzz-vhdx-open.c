@@ -39,6 +39,14 @@
  * Besides memory errors, the target aborts on a broken API contract: a
  * failing call must return -errno and leave that code and a message in its
  * error buffer, and translated extents must tile the requested range.
+ *
+ * Running libFuzzer (the library needs coverage instrumentation too):
+ *   CC=clang cmake -S . -B build-fuzz -DVDISK_FUZZ=ON -DVDISK_SANITIZE=address,undefined \
+ *         -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link
+ *   cmake --build build-fuzz --target fuzz-vhdx-open-libfuzzer
+ *   cp -r tests/fuzz/corpus/vhdx-open work && build-fuzz/tests/fuzz-vhdx-open-libfuzzer \
+ *         -max_len=131072 -timeout=10 -max_total_time=600 work
+ * A crasher is kept by copying it to the corpus as regress-WHAT once fixed.
  */
 #include <errno.h>
 #include <stdint.h>
