@@ -465,15 +465,26 @@ static int inflight_map(struct vhost_dev *d, int fd, uint64_t size, uint64_t off
 	if (nq == 0 || nq > d->nq || qsize == 0 || qsize > VRING_MAX_SIZE || size < need ||
 	    off % 4096 || fstat(fd, &st) < 0 || (uint64_t)st.st_size < off + size)
 		return -EINVAL;
+	bool *was;
+
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
+	was = calloc(d->nq, sizeof(bool));
+	if (!was) {
+		munmap(p, size);
+		return -ENOMEM;
+	}
+	/* running workers write to the old region: swap it only with them stopped */
+	stop_all(d, was);
 	if (d->inflight)
 		munmap(d->inflight, d->inflight_size);
 	d->inflight = p;
 	d->inflight_size = size;
 	d->inflight_nq = nq;
 	d->inflight_qsize = qsize;
+	restart(d, was);
+	free(was);
 	return 0;
 }
 

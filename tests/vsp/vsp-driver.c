@@ -301,7 +301,7 @@ static void dev_open(struct dev *d, const char *path, unsigned nq, unsigned dept
 		die("back end without protocol features");
 	pf = get_u64(d, VHOST_USER_GET_PROTOCOL_FEATURES);
 	pf &= (1ULL << VHOST_USER_PROTOCOL_F_MQ) | (1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-	      (1ULL << VHOST_USER_PROTOCOL_F_CONFIG);
+	      (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) | (1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 	set_u64(d, VHOST_USER_SET_PROTOCOL_FEATURES, pf, NULL, 0);
 	d->maxq = (unsigned)get_u64(d, VHOST_USER_GET_QUEUE_NUM);
 	if (nq > d->maxq || nq > MAXQ)
@@ -1040,6 +1040,33 @@ static void hostile_messages(void)
 	}
 	dev_close(&d);
 	printf("hostile: bad GET_CONFIG: empty reply, device alive\n");
+
+	/* the inflight region swapped under running queues, twice, with I/O between */
+	dev_open(&d, g_sock, 1, 2, 4096);
+	for (int round = 0; round < 2; round++) {
+		uint8_t inf[VHOST_INFLIGHT_SIZE];
+		uint16_t nq = 1, qs = NUM;
+		int ifd = -1, n;
+
+		memset(inf, 0, sizeof(inf));
+		memcpy(inf + 16, &nq, 2);
+		memcpy(inf + 18, &qs, 2);
+		send_msg(&d, VHOST_USER_GET_INFLIGHT_FD, 0, inf, sizeof(inf), NULL, 0);
+		n = recv_reply(&d, VHOST_USER_GET_INFLIGHT_FD, inf, sizeof(inf), &ifd);
+		if (n != (int)sizeof(inf) || ifd < 0)
+			die("GET_INFLIGHT_FD failed");
+		if (acked(&d, VHOST_USER_SET_INFLIGHT_FD, inf, sizeof(inf), &ifd, 1) != 0) {
+			fprintf(stderr, "hostile: SET_INFLIGHT_FD of its own region refused\n");
+			failures++;
+		}
+		close(ifd);
+		if (sync_req(&d, VIRTIO_BLK_T_IN, 0, 4096, true) != VIRTIO_BLK_S_OK) {
+			fprintf(stderr, "hostile: no I/O after an inflight region swap\n");
+			failures++;
+		}
+	}
+	dev_close(&d);
+	check_alive("inflight region swapped while running");
 
 	/* features never offered */
 	dev_open(&d, g_sock, 1, 2, 4096);
