@@ -16,9 +16,34 @@
 #include "byteorder.h"
 #include "vhdx-int.h"
 
+/* O_DIRECT wants 4 KiB-aligned buffers, offsets and lengths: bounce anything else. */
+static bool direct_misaligned(const struct vhdx_image *img, const void *buf, size_t len,
+			      uint64_t off)
+{
+	return (img->flags & VHDX_OPEN_DIRECT) &&
+	       (((uintptr_t)buf | len | off) & (VHDX_LOG_SECTOR - 1));
+}
+
+static int bounce_pread(struct vhdx_image *img, void *buf, size_t len, uint64_t off)
+{
+	uint64_t start = off & ~(uint64_t)(VHDX_LOG_SECTOR - 1);
+	size_t span = ROUND_UP(off + len - start, VHDX_LOG_SECTOR);
+	uint8_t *b = vdisk_aligned_alloc(span);
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	r = vdisk_pread_zfill(img->fd, b, span, start);
+	if (r == 0)
+		memcpy(buf, b + (off - start), len);
+	free(b);
+	return r;
+}
+
 int vhdx_meta_pread(struct vhdx_image *img, void *buf, size_t len, uint64_t off)
 {
-	int r = vdisk_pread_zfill(img->fd, buf, len, off);
+	int r = direct_misaligned(img, buf, len, off) ? bounce_pread(img, buf, len, off)
+						       : vdisk_pread_zfill(img->fd, buf, len, off);
 
 	if (r < 0)
 		return r;
@@ -44,6 +69,13 @@ int vhdx_meta_pwrite(struct vhdx_image *img, const void *buf, size_t len, uint64
 		/* fault injection: behave as if the process died here */
 		img->sticky_err = -EIO;
 		return -EIO;
+	}
+	if (direct_misaligned(img, buf, len, off)) {
+		/* metadata writes are whole 4 KiB pages; only the buffer can be unaligned */
+		uint8_t *b = vdisk_aligned_alloc(len);
+		int r = b ? vdisk_pwrite_full(img->fd, memcpy(b, buf, len), len, off) : -ENOMEM;
+		free(b);
+		return r;
 	}
 	return vdisk_pwrite_full(img->fd, buf, len, off);
 }
