@@ -91,7 +91,7 @@ echo "VSP-READ-P $(rd 1048576 65536)"
 echo "VSP-READ-MIXED $(rd 0 4194304)"
 echo "VSP-LOOP-START"
 i=0
-while [ $i -lt 10 ]; do
+while [ $i -lt 5 ]; do
 	taskset -c 0 sh -c 'dd if=/dev/vda bs=64k skip=128 count=64 iflag=direct 2>/dev/null | sha256sum | cut -d" " -f1 > /tmp/l0' &
 	taskset -c 1 sh -c 'dd if=/dev/vda bs=64k skip=256 count=32 iflag=direct 2>/dev/null | sha256sum | cut -d" " -f1 > /tmp/l1' &
 	wait
@@ -125,7 +125,7 @@ for k in A B C P; do
 	assert_eq "$(val guest2.log READ-$k)" "$(val guest1.log DATA-$k)" "after guest restart: $k"
 done
 n=$(grep -c '^VSP-LOOP-A' guest2.log)
-assert_eq "$n" 10 "read loop iterations across the daemon restart"
+assert_eq "$n" 5 "read loop iterations across the daemon restart"
 bad=$(grep '^VSP-LOOP-A' guest2.log | tr -d '\r' | grep -vc " $(val guest1.log DATA-A)\$" || :)
 assert_eq "$bad" 0 "loop reads of A that differ"
 bad=$(grep '^VSP-LOOP-B' guest2.log | tr -d '\r' | grep -vc " $(val guest1.log DATA-B)\$" || :)
