@@ -39,7 +39,7 @@ struct vdisk_err {
 /* Records @code (a negative errno) and a message unless one is already set. Returns @code. */
 VDISK_API int vdisk_err_set(struct vdisk_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Prepends a formatted context (typically "FILE: ") to the message already set. Returns the code. */
+/* Prepends a formatted context (typically "FILE: ") to the message already set. Returns the code (0 when @err is NULL: keep your own code). */
 VDISK_API int vdisk_err_prefix(struct vdisk_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Clears @err so it can be reused. NULL-safe. */

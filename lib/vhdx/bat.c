@@ -220,8 +220,8 @@ int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err)
 			continue;
 		r = check_entry(img, i, e, fsize, err);
 		if (r < 0)
-			return vdisk_err_prefix(err, "BAT at 0x%llx: ",
-						(unsigned long long)img->bat_offset);
+			return (vdisk_err_prefix(err, "BAT at 0x%llx: ",
+						(unsigned long long)img->bat_offset), r);
 		len = is_sb_index(img, i) ? VHDX_SB_BLOCK_SIZE : img->block_size;
 		if (s == VHDX_BLOCK_UNMAPPED && !is_sb_index(img, i) && (e & VHDX_BAT_OFFSET_MASK) &&
 		    block_collides(img, e & VHDX_BAT_OFFSET_MASK, len)) {

@@ -99,7 +99,7 @@ static int setup_child(const struct vhdx_create_opts *o, const char *child, stru
 	oo.flags = VHDX_OPEN_RDONLY;
 	r = vhdx_open(o->parent_path, &oo, &p, err);
 	if (r < 0)
-		return vdisk_err_prefix(err, "parent: ");
+		return (vdisk_err_prefix(err, "parent: "), r);
 	L->disk_size = o->disk_size_bytes ? o->disk_size_bytes : p->disk_size;
 	L->lsec = p->lsec;
 	L->psec = p->psec;
@@ -243,7 +243,7 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *o, struct vdisk
 					     path);
 		r = setup_child(o, path, &L, err);
 		if (r < 0)
-			return vdisk_err_prefix(err, "%s: ", path);
+			return (vdisk_err_prefix(err, "%s: ", path), r);
 	}
 	{
 		struct vhdx_create_opts c = *o;
@@ -255,7 +255,7 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *o, struct vdisk
 		r = validate(&c, &L, err);
 	}
 	if (r < 0)
-		return vdisk_err_prefix(err, "%s: ", path);
+		return (vdisk_err_prefix(err, "%s: ", path), r);
 	L.snap_name = o->snapshot_name;
 	L.snap_time = o->snapshot_time;
 	if (!L.child && (r = vdisk_guid_generate(&L.page83)) < 0)
@@ -277,7 +277,7 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *o, struct vdisk
 	if (r < 0) {
 		vdisk_err_set(err, r, "%s", strerror(-r));
 		unlink(path);
-		return vdisk_err_prefix(err, "%s: ", path);
+		return (vdisk_err_prefix(err, "%s: ", path), r);
 	}
 	return 0;
 }

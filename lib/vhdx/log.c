@@ -287,13 +287,25 @@ static int replay_sequence(struct vhdx_image *img, const struct log_view *lv,
 
 int vhdx_log_replay(struct vhdx_image *img, struct vdisk_err *err)
 {
-	VDISK_AUTOFREE uint8_t *buf = vdisk_aligned_alloc(img->log_length);
+	VDISK_AUTOFREE uint8_t *buf = NULL;
+	VDISK_AUTOFREE struct parsed_entry *seq = NULL;
 	unsigned max = img->log_length / SECTOR;
-	VDISK_AUTOFREE struct parsed_entry *seq = calloc(max, sizeof(*seq));
-	struct log_view lv = { .buf = buf, .len = img->log_length, .guid = &img->hdr.log_guid };
+	struct log_view lv = { .len = img->log_length, .guid = &img->hdr.log_guid };
+	struct stat st;
 	unsigned n;
 	int r;
 
+	/* bound the allocation by what the file can hold before trusting LogLength */
+	if (fstat(img->fd, &st) < 0)
+		return vdisk_err_set(err, -errno, "fstat: %s", strerror(errno));
+	if (img->log_offset + img->log_length > (uint64_t)st.st_size)
+		return vdisk_err_set(err, -EINVAL,
+				     "log at 0x%llx, %u bytes: reaches past the end of the file (%llu bytes); the log cannot be replayed",
+				     (unsigned long long)img->log_offset, img->log_length,
+				     (unsigned long long)st.st_size);
+	buf = vdisk_aligned_alloc(img->log_length);
+	seq = calloc(max, sizeof(*seq));
+	lv.buf = buf;
 	if (!buf || !seq)
 		return vdisk_err_set(err, -ENOMEM, "out of memory");
 	img->found_log_guid = img->hdr.log_guid;

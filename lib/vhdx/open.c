@@ -353,8 +353,8 @@ static int read_metadata(struct vhdx_image *img, struct vdisk_err *err)
 	if (r == 0)
 		r = read_item(img, &vhdx_guid_page83, "Page 83 Data", 16, img->page83.b, err);
 	if (r < 0)
-		return vdisk_err_prefix(err, "metadata region at 0x%llx: ",
-					(unsigned long long)img->meta_offset);
+		return (vdisk_err_prefix(err, "metadata region at 0x%llx: ",
+					(unsigned long long)img->meta_offset), r);
 	img->block_size = get_le32(fp);
 	img->leave_alloc = get_le32(fp + 4) & 1;
 	img->has_parent = (get_le32(fp + 4) >> 1) & 1;

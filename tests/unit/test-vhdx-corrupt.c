@@ -1074,7 +1074,7 @@ static void test_log(void **state)
 	/* the log itself past the end of the file */
 	make_dirty(work);
 	hdr_set(work, cur_slot(work), H_LOGOFF, 1ULL << 30);
-	EXPECT_FAIL(work, -EINVAL, "log at 0x40000000", "no valid log sequence");
+	EXPECT_FAIL(work, -EINVAL, "log at 0x40000000", "reaches past the end of the file");
 
 	/*
 	 * Valid, but not what vdisk writes: the entry wraps from the last log sector to the
