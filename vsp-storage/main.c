@@ -140,6 +140,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " VSP_NAME " [OPTIONS] IMAGE\n"
+		"       " VSP_NAME " [OPTIONS] [--map FILE] --vm VM\n"
 		"       " VSP_NAME " --config FILE\n"
 		"Serve a disk image (VHDX chain, raw file or block device) over NBD and\n"
 		"vhost-user-blk.\n\n"
@@ -156,6 +157,10 @@ static void usage(FILE *f)
 		"                                  write the guest did not flush (default 5, 0: off)\n"
 		"  --name NAME                     export name (default: the image's file name)\n"
 		"  --config FILE                   serve the exports of a configuration file\n"
+		"  --vm VM                         serve every passthrough LUN the LUN map gives VM,\n"
+		"                                  one export each (sockets SOCKET.C-T-L, TCP PORT+i)\n"
+		"  --map FILE                      the LUN map (default $VDISK_LUN_MAP or\n"
+		"                                  /var/lib/vdisk/luns.conf)\n"
 		"  --pidfile FILE                  write the process id to FILE\n"
 		"  -v, --verbose                   debug logging\n"
 		"  -q, --quiet                     errors and warnings only\n"
@@ -177,6 +182,8 @@ enum {
 	OPT_CONFIG,
 	OPT_PIDFILE,
 	OPT_COMMIT,
+	OPT_MAP,
+	OPT_VM,
 };
 
 static const struct option long_options[] = {
@@ -192,6 +199,8 @@ static const struct option long_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 	{ "commit-interval", required_argument, NULL, OPT_COMMIT },
+	{ "map", required_argument, NULL, OPT_MAP },
+	{ "vm", required_argument, NULL, OPT_VM },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -210,7 +219,7 @@ static int bad_usage(const char *what, const char *arg)
 static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 {
 	struct vsp_export_conf c;
-	const char *config = NULL;
+	const char *config = NULL, *map = NULL, *vm = NULL;
 	bool have_export_opts = false;
 	char *end;
 	int opt;
@@ -269,6 +278,12 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 		case OPT_CONFIG:
 			config = optarg;
 			break;
+		case OPT_MAP:
+			map = optarg;
+			break;
+		case OPT_VM:
+			vm = optarg;
+			break;
 		case OPT_PIDFILE:
 			snprintf(cfg->pidfile, sizeof(cfg->pidfile), "%s", optarg);
 			break;
@@ -294,8 +309,20 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 			return bad_usage("--config takes no IMAGE nor export options", NULL);
 		return vsp_config_load(cfg, config) < 0 ? 1 : -1;
 	}
+	if (map && !vm)
+		return bad_usage("--map goes with --vm", NULL);
+	if (vm) {
+		if (optind != argc)
+			return bad_usage("--vm serves the VM's LUNs: no IMAGE", NULL);
+		if (!c.nbd[0] && !c.vhost[0])
+			return bad_usage("nothing to serve: give --nbd and/or --vhost-user-blk", NULL);
+		return vsp_pt_add_vm(cfg, &c, map, vm) < 0 ? 1 : -1;
+	}
 	if (optind != argc - 1)
 		return bad_usage(optind < argc ? "one IMAGE only" : "missing IMAGE", NULL);
+	/* a block device is claimed (O_EXCL) after the passthrough safety checks */
+	if (vsp_pt_claim_device(argv[optind], c.readonly) < 0)
+		return 1;
 	if (strlen(argv[optind]) >= sizeof(c.image))
 		return bad_usage("path too long", argv[optind]);
 	strcpy(c.image, argv[optind]);
@@ -425,6 +452,7 @@ out:
 		unlink(cfg.pidfile);
 	free(exps);
 	vsp_config_free(&cfg);
+	vsp_pt_release();
 	if (rc == 0)
 		vsp_log(VSP_LOG_INFO, NULL, "stopped cleanly");
 	return rc;

@@ -116,6 +116,12 @@ void vsp_export_conf_init(struct vsp_export_conf *c);
 int vsp_config_load(struct vsp_config *cfg, const char *path);
 int vsp_config_add(struct vsp_config *cfg, const struct vsp_export_conf *c);
 void vsp_config_free(struct vsp_config *cfg);
+
+/* passthrough.c: LUNs of a VM as exports, and the O_EXCL claims held while serving. */
+int vsp_pt_add_vm(struct vsp_config *cfg, const struct vsp_export_conf *tmpl,
+		  const char *map_path, const char *vm);
+int vsp_pt_claim_device(const char *path, bool readonly);
+void vsp_pt_release(void);
 /* "error", "warning", "info" or "debug": a VSP_LOG_* level, or -EINVAL. */
 int vsp_parse_log_level(const char *v);
 
