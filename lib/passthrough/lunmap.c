@@ -302,7 +302,13 @@ static int parse_line(struct pt_lunmap *map, struct cursor *c, struct vdisk_err 
 			return fail(c, err, "NUL byte");
 	skip_blank(c);
 	if (c->p == c->end || *c->p == '#') {
-		l.text = strndup(c->start, (size_t)(c->end - c->start));
+		/* not strndup: the text is not NUL-terminated (ASan reads one byte past it) */
+		size_t n = (size_t)(c->end - c->start);
+		l.text = malloc(n + 1);
+		if (l.text) {
+			memcpy(l.text, c->start, n);
+			l.text[n] = '\0';
+		}
 		if (!l.text)
 			return vdisk_err_set(err, -ENOMEM, "out of memory");
 	} else {
