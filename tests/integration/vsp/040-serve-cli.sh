@@ -28,7 +28,7 @@ cp d.raw d.orig
 	>/dev/null 2>serve.log &
 pid=$!
 cleanup_fn stop_pid "$pid"
-for _ in $(seq 50); do [ -S n.sock ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -S n.sock ] && [ -s pid ] && break; sleep 0.1; done
 [ -S n.sock ] || die "vdisk serve did not start the daemon: $(cat serve.log)"
 assert_eq "$(cat pid)" "$pid" "pidfile (vdisk serve execs the daemon in place)"
 assert_eq "$(nbdinfo --size "nbd+unix:///?socket=$SCRATCH/n.sock")" $((4 * MiB)) "size over NBD"
