@@ -419,3 +419,24 @@ int test_vhdx_sha256_path(const char *path, unsigned flags, char hex[65])
 	vhdx_close(img, NULL);
 	return r;
 }
+
+/* cmocka's fail_msg needs these before its header */
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+		       const char *parent)
+{
+	struct vhdx_create_opts o;
+	struct vdisk_err err = { 0 };
+
+	vhdx_create_opts_init(&o, sizeof(o));
+	o.type = type;
+	o.disk_size_bytes = size;
+	o.block_size_bytes = bs;
+	o.parent_path = parent;
+	o.overwrite = true;
+	if (vhdx_create(path, &o, &err) < 0)
+		fail_msg("vhdx_create %s: %s", path, err.msg);
+}

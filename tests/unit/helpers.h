@@ -17,6 +17,12 @@ void test_fill_pattern(void *buf, size_t len, uint64_t seed);
 /* Runs a shell command; returns its exit status (or -1). */
 int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+#include <vdisk/vhdx.h>
+/* Creates (overwriting) an image of @type, @size bytes, block size @bs (0: default), child of
+ * @parent when not NULL; fails the running cmocka test with the library's message otherwise. */
+void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+		       const char *parent);
+
 #endif
 
 /* ---- added for the VHDX tests ---- */

@@ -49,21 +49,6 @@ static void pattern(uint8_t *buf, size_t len, uint64_t seed)
 	test_fill_pattern(buf, len, seed);
 }
 
-static void create(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
-		   const char *parent)
-{
-	struct vhdx_create_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_create_opts_init(&o, sizeof(o));
-	o.type = type;
-	o.disk_size_bytes = size;
-	o.block_size_bytes = bs;
-	o.parent_path = parent;
-	o.overwrite = true;
-	if (vhdx_create(path, &o, &err) < 0)
-		fail_msg("vhdx_create %s: %s", path, err.msg);
-}
 
 static struct vhdx_image *open_img(const char *path, unsigned flags)
 {
@@ -88,7 +73,7 @@ static int setup(void **state)
 	snprintf(child, sizeof(child), "%s", test_tmp_path("child-pristine.avhdx"));
 	snprintf(work, sizeof(work), "%s", test_tmp_path("work.vhdx"));
 	snprintf(workc, sizeof(workc), "%s", test_tmp_path("work.avhdx"));
-	create(base, VHDX_TYPE_DYNAMIC, BASE_SIZE, 1 << 20, NULL);
+	test_create_image(base, VHDX_TYPE_DYNAMIC, BASE_SIZE, 1 << 20, NULL);
 	img = open_img(base, 0);
 	for (size_t i = 0; i < ARRAY_SIZE(base_blocks); i++) {
 		pattern(buf, MB, 100 + base_blocks[i]);
@@ -98,7 +83,7 @@ static int setup(void **state)
 
 	/* the child's parent is a copy of base; the child gets a partial and a whole-sector write */
 	assert_int_equal(test_copy_file(base, cparent), 0);
-	create(child, VHDX_TYPE_DIFFERENCING, 0, 0, cparent);
+	test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, cparent);
 	img = open_img(child, 0);
 	pattern(buf, 4096, 200);
 	assert_int_equal(vhdx_pwrite(img, buf, 4096, MB + 512), 0);
@@ -1371,7 +1356,7 @@ static void test_chain_depth_and_search(void **state)
 
 	fresh(child, workc);
 	snprintf(gchild, sizeof(gchild), "%s", test_tmp_path("grandchild.avhdx"));
-	create(gchild, VHDX_TYPE_DIFFERENCING, 0, 0, workc);
+	test_create_image(gchild, VHDX_TYPE_DIFFERENCING, 0, 0, workc);
 	vhdx_open_opts_init(&o, sizeof(o));
 	o.flags = VHDX_OPEN_RDONLY;
 	o.max_chain_depth = 1;

@@ -49,21 +49,6 @@ static struct vhdx_image *open_flags(const char *path, unsigned flags)
 	return img;
 }
 
-static void create(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
-		   const char *parent)
-{
-	struct vhdx_create_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_create_opts_init(&o, sizeof(o));
-	o.type = type;
-	o.disk_size_bytes = size;
-	o.block_size_bytes = bs;
-	o.parent_path = parent;
-	o.overwrite = true;
-	if (vhdx_create(path, &o, &err) < 0)
-		fail_msg("vhdx_create %s: %s", path, err.msg);
-}
 
 /* Pattern data, 8 bytes per step (test_fill_pattern goes byte by byte: too slow here). */
 static void fill(void *buf, size_t len, uint64_t seed)
@@ -383,7 +368,7 @@ static void test_fault_injection(void **state)
 	char pristine[700];
 
 	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-pristine.vhdx"));
-	create(pristine, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	test_create_image(pristine, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
 	assert_true(test_have_program("qemu-img"));
 	fault_loop(pristine, NULL);
 	unlink(pristine);
@@ -397,7 +382,7 @@ static void test_fault_injection_child(void **state)
 
 	snprintf(parent, sizeof(parent), "%s", test_tmp_path("crash-parent.vhdx"));
 	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-child.avhdx"));
-	create(parent, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	test_create_image(parent, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
 	p = open_flags(parent, 0);
 	for (size_t r = 0; r < NREG; r++) {
 		base_content[r] = malloc(regions[r].len);
@@ -408,7 +393,7 @@ static void test_fault_injection_child(void **state)
 		assert_int_equal(vhdx_pwrite(p, base_content[r], regions[r].len, regions[r].off), 0);
 	}
 	assert_int_equal(vhdx_close(p, NULL), 0);
-	create(pristine, VHDX_TYPE_DIFFERENCING, 0, 0, parent);
+	test_create_image(pristine, VHDX_TYPE_DIFFERENCING, 0, 0, parent);
 	fault_loop(pristine, parent);
 	for (size_t r = 0; r < NREG; r++) {
 		free(base_content[r]);
@@ -466,7 +451,7 @@ static void test_multi_entry_commit(void **state)
 
 	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("big.vhdx"));
 	snprintf(crashed, sizeof(crashed), "%s", test_tmp_path("big-crashed.vhdx"));
-	create(pristine, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
+	test_create_image(pristine, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
 
 	unlink(crashed);
 	assert_int_equal(test_copy_file(pristine, crashed), 0);
@@ -521,7 +506,7 @@ static void test_log_wraps(void **state)
 
 	snprintf(path, sizeof(path), "%s", test_tmp_path("wrap.vhdx"));
 	snprintf(copy, sizeof(copy), "%s", test_tmp_path("wrap-ro.vhdx"));
-	create(path, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
+	test_create_image(path, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
 	img = open_flags(path, 0);
 	for (unsigned i = 0; i < rounds; i++) {
 		/* each commit: 3 BAT pages (+ descriptors) = 16 KiB of log */
@@ -624,7 +609,7 @@ static void test_dirty_log_vs_qemu(void **state)
 	assert_true(test_have_program("qemu-img"));
 
 	/* find the metadata write count just before the second flush */
-	create(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	test_create_image(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
 	img = open_with_fault(path, 1000000);
 	uint8_t *buf = malloc(MB);
 	assert_non_null(buf);
@@ -647,7 +632,7 @@ static void test_dirty_log_vs_qemu(void **state)
 
 	/* second flush: its log entry is write +1, the first in-place page write +2 */
 	n = before_flush2 + 2;
-	create(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
+	test_create_image(path, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
 	img = open_with_fault(path, (int)n);
 	(void)run_script(img, &failed_at);
 	vhdx_abandon(img);
@@ -686,7 +671,7 @@ static void test_locks(void **state)
 	struct vdisk_err err = { 0 };
 
 	snprintf(path, sizeof(path), "%s", test_tmp_path("lock.vhdx"));
-	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
+	test_create_image(path, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
 	vhdx_open_opts_init(&o, sizeof(o));
 
 	w = open_flags(path, 0);
@@ -733,8 +718,8 @@ static void test_locks(void **state)
 		struct vhdx_image *c1, *c2;
 		snprintf(child, sizeof(child), "%s", test_tmp_path("lock-child.avhdx"));
 		snprintf(child2, sizeof(child2), "%s", test_tmp_path("lock-child2.avhdx"));
-		create(child, VHDX_TYPE_DIFFERENCING, 0, 0, path);
-		create(child2, VHDX_TYPE_DIFFERENCING, 0, 0, path);
+		test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, path);
+		test_create_image(child2, VHDX_TYPE_DIFFERENCING, 0, 0, path);
 		c1 = open_flags(child, 0);
 		c2 = open_flags(child2, 0);
 		vdisk_err_clear(&err);
@@ -778,14 +763,14 @@ static void test_untouched(void **state)
 	snprintf(dyn, sizeof(dyn), "%s", test_tmp_path("untouched.vhdx"));
 	snprintf(fixed, sizeof(fixed), "%s", test_tmp_path("untouched-fixed.vhdx"));
 	snprintf(child, sizeof(child), "%s", test_tmp_path("untouched.avhdx"));
-	create(dyn, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
-	create(fixed, VHDX_TYPE_FIXED, 16 * MB, 0, NULL);
+	test_create_image(dyn, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
+	test_create_image(fixed, VHDX_TYPE_FIXED, 16 * MB, 0, NULL);
 	/* some content first, so there is a BAT and a used log */
 	img = open_flags(dyn, 0);
 	memset(buf, 0x5c, sizeof(buf));
 	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 40 * MB), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
-	create(child, VHDX_TYPE_DIFFERENCING, 0, 0, dyn);
+	test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, dyn);
 	img = open_flags(child, 0);
 	assert_int_equal(vhdx_pwrite(img, buf, 512, 41 * MB), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
@@ -821,7 +806,7 @@ static void test_failure_is_sticky(void **state)
 	int r;
 
 	snprintf(path, sizeof(path), "%s", test_tmp_path("sticky.vhdx"));
-	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, NULL);
+	test_create_image(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, NULL);
 	/* writes 1 and 2 are the session's header update; 3 is the first log entry */
 	img = open_with_fault(path, 3);
 	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 0), 0);
