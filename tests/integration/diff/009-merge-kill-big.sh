@@ -4,7 +4,7 @@
 # PARTIALLY_PRESENT blocks, over a 2 GiB disk) at random moments: after each kill the
 # grandchild still reads its content and the child, while it exists, too; running the merge
 # again finishes it, the parent then reads as the child did and passes qemu-img check.
-# The moments are spread over the length of an uninterrupted merge measured first.
+# The moments are chosen by the merge's own progress.
 # Environment: VDISK_KILLS (default 6), VDISK_KILL_SEED (default: random, printed).
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
@@ -73,20 +73,29 @@ full_ms=$(((t1 - t0) / 1000000))
 finish "an uninterrupted merge"
 log "an uninterrupted merge takes $full_ms ms"
 
+# Each merge is killed when its progress (`merge -p`, by offset in the 2 GiB disk, which the data
+# spans evenly) passes a random mark between 2% and 98%: a moment chosen by progress, not by the
+# clock, so a loaded machine still kills it mid-way.
+percent() { # FILE: the last percentage the progress bar drew, as an integer
+	tr '\r' '\n' <"$1" | awk '/%$/ { v = $NF } END { sub(/%/, "", v); print int(v) }'
+}
+
 killed=0
 for ((k = 1; k <= kills; k++)); do
 	fresh
-	# a moment between 2% and 98% of the merge's length
-	at=$((full_ms * (2 + RANDOM % 97) / 100))
-	"$VDISK_BIN" merge "$w/mid.avhdx" 2>/dev/null &
+	mark=$((2 + RANDOM % 97))
+	"$VDISK_BIN" merge -p "$w/mid.avhdx" 2>"$SCRATCH/progress" &
 	pid=$!
-	sleep "$(awk -v m="$at" 'BEGIN { printf "%.3f", m / 1000 }')"
+	while kill -0 "$pid" 2>/dev/null && [ "$(percent "$SCRATCH/progress")" -lt "$mark" ]; do
+		sleep 0.005
+	done
+	at=$(percent "$SCRATCH/progress")
 	if kill -9 "$pid" 2>/dev/null; then
 		killed=$((killed + 1))
 	fi
 	wait "$pid" 2>/dev/null || :
-	finish "kill -9 after $at ms"
-	log "kill $k at $at ms: recovered"
+	finish "kill -9 at ${at}% (mark ${mark}%)"
+	log "kill $k at ${at}% (mark ${mark}%): recovered"
 done
 [ "$killed" -ge $((kills / 2)) ] || die "only $killed of $kills merges were still running when killed"
 log "ok ($killed merges killed)"
