@@ -3,8 +3,9 @@
  * randio: random-I/O benchmark of the vdisk data path. Opens a VHDX image
  * through lib/vhdx (O_DIRECT by default) and keeps a fixed number of
  * requests in flight for a fixed time: each request picks a random aligned
- * offset, translates it (vhdx_translate for reads, vhdx_allocate for writes)
- * and queues a readv/writev of the resulting extent on a vdisk I/O engine;
+ * offset, translates it (vhdx_translate for reads, vhdx_allocate for writes,
+ * reported with vhdx_write_done on completion) and queues a readv/writev of
+ * the resulting extent on a vdisk I/O engine;
  * submits and reaps are batched. Requests, iovecs and buffers are allocated
  * once before the run, so the loop itself never calls malloc. Prints IOPS,
  * bandwidth and p50/p99 completion latency, plus one "key=value" line for
@@ -32,6 +33,7 @@
 struct slot {
 	struct vdisk_io io;
 	struct iovec iov;
+	uint64_t voff; /* virtual offset of a write, for vhdx_write_done */
 	uint64_t start_ns;
 };
 
@@ -304,6 +306,7 @@ static int map_request(struct bench *b, struct slot *s)
 	}
 	s->io.fd = b->data_fd >= 0 && ext[0].layer == 0 ? b->data_fd : ext[0].fd;
 	s->io.offset = ext[0].file_offset;
+	s->voff = off;
 	return 1;
 }
 
@@ -370,6 +373,14 @@ static int reap(struct bench *b, unsigned min_wait, bool count)
 				s->io.offset,
 				s->io.result < 0 ? strerror(-s->io.result) : "short transfer");
 			return -EIO;
+		}
+		if (b->write && b->img) {
+			/* as every writer must: a child marks the sectors present now */
+			int r = vhdx_write_done(b->img, s->voff, b->bs);
+			if (r < 0) {
+				fprintf(stderr, "randio: vhdx_write_done: %s\n", strerror(-r));
+				return r;
+			}
 		}
 		if (count)
 			record(b, s->start_ns, t);

@@ -5,6 +5,7 @@
  * O_DIRECT descriptor of DST on an I/O engine (io_uring, else libaio), so
  * several writes are in flight while the next buffers are read, nothing is
  * copied into the page cache and the final flush has no writeback left.
+ * Each completed write is reported with vdisk_disk_write_done().
  * Buffers are released in order once all their writes completed. Pieces
  * that are not 4 KiB aligned, a full queue, or no O_DIRECT (tmpfs) take
  * the synchronous buffered path.
@@ -29,7 +30,7 @@
 struct write_req {
 	struct vdisk_io io;
 	struct iovec iov;
-	uint64_t voff; /* virtual offset, for the error message */
+	uint64_t voff; /* virtual offset: vdisk_disk_write_done, the error message */
 	struct buf_state *st;
 };
 
@@ -158,9 +159,12 @@ static int write_extents(struct copy_writer *w, struct buf_state *st, const char
 		for (i = 0; i < n; i++) {
 			e = &ext[i];
 			r = queue_write(w, st, buf + (e->offset - off), e);
-			if (r > 0)
+			if (r > 0) {
 				r = pwrite_all(e->fd, buf + (e->offset - off), e->length,
 					       e->file_offset);
+				if (r == 0)
+					r = vdisk_disk_write_done(w->dst, e->offset, e->length);
+			}
 			if (r < 0)
 				return r;
 		}
@@ -248,6 +252,8 @@ static int reap(struct copy_writer *w, unsigned min_wait)
 		q = done[i]->priv;
 		q->st->pending--;
 		r = finish_short(w, q, done[i]->result);
+		if (r == 0) /* the data is in DST: a child may mark these sectors present */
+			r = vdisk_disk_write_done(w->dst, q->voff, q->iov.iov_len);
 		if (r < 0 && w->err == 0) {
 			w->err = r;
 			w->err_at = q->voff;

@@ -8,7 +8,9 @@
  * extents are read into a per-thread bounce buffer and sent with one writev.
  * A write allocates its range (vdisk_disk_allocate) and copies the request
  * buffer straight into the returned extents with pwrite, or with splice when
- * libfuse received the request into a pipe. Unaligned writes of a VHDX
+ * libfuse received the request into a pipe, then reports the range written
+ * (vdisk_disk_write_done: a child's sectors are marked present only once
+ * their data is in the file) before replying. Unaligned writes of a VHDX
  * (which has sector-granular allocation) go through a read-modify-write
  * under one lock. Nothing here allocates memory per request, apart from the
  * bounce buffer each thread allocates once.
@@ -214,16 +216,21 @@ static int write_extents(struct vfuse *fs, struct fuse_bufvec *src, uint64_t off
 	struct vdisk_extent ext[VFUSE_MAX_EXTENTS];
 
 	while (len > 0) {
-		int n = vdisk_disk_allocate(fs->disk, off, len, ext, VFUSE_MAX_EXTENTS);
+		int n = vdisk_disk_allocate(fs->disk, off, len, ext, VFUSE_MAX_EXTENTS), r;
+		uint64_t start = off;
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			int r = copy_to_fd(src, ext[i].fd, ext[i].file_offset, ext[i].length);
+			r = copy_to_fd(src, ext[i].fd, ext[i].file_offset, ext[i].length);
 			if (r < 0)
 				return r;
 			off += ext[i].length;
 			len -= ext[i].length;
 		}
+		/* written: a child's sectors may be marked present now, not before */
+		r = vdisk_disk_write_done(fs->disk, start, off - start);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

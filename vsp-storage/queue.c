@@ -8,6 +8,10 @@
  * for virtio): no copy, no allocation. Zero/unallocated extents of a read are
  * zero-filled in place. Raw images skip translation (1:1 on the image fd).
  *
+ * A write that completed in full is reported (vdisk_disk_write_done) before
+ * it is acknowledged: a differencing child marks its sectors present only
+ * then, never before their data is in the file.
+ *
  * FLUSH is a barrier on its queue: it waits until the writes in flight on
  * the queue have completed (virtio: a flush covers the writes completed
  * before it), then commits through vdisk_disk_flush(), which for VHDX makes
@@ -472,6 +476,15 @@ static void bounce_finish(struct vsp_req *r)
 /* The request is over: account, run the transport's callback. */
 static void finish(struct vsp_queue *q, struct vsp_req *r)
 {
+	/*
+	 * Every extent of the write completed: only now may a child's bitmap mark
+	 * its sectors present (a commit before this would, after a crash, show
+	 * never-written sectors instead of the parent's). Before FUA's flush and
+	 * before the flush barrier sees this write gone. The range is the
+	 * (sector-aligned) bounce range when there is one: all of it was written.
+	 */
+	if (r->op == VSP_OP_WRITE && r->status == 0 && r->length > 0 && !q->exp->raw)
+		r->status = vdisk_disk_write_done(q->exp->disk, r->offset, r->length);
 	if (r->op != VSP_OP_READ && r->op != VSP_OP_FLUSH && r->status == 0) {
 		if (r->fua && (!q->exp->raw || r->op != VSP_OP_WRITE))
 			r->status = vsp_export_flush(q->exp);

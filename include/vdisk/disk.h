@@ -51,6 +51,12 @@ VDISK_API int vdisk_disk_translate(struct vdisk_disk *d, uint64_t offset, uint64
 				   struct vdisk_extent *ext, unsigned max);
 VDISK_API int vdisk_disk_allocate(struct vdisk_disk *d, uint64_t offset, uint64_t length,
 				  struct vdisk_extent *ext, unsigned max);
+/*
+ * Same contract as vhdx_write_done: after writing into the extents of
+ * vdisk_disk_allocate() and before acknowledging, report the range written.
+ * Raw disks: checks the range, nothing to do.
+ */
+VDISK_API int vdisk_disk_write_done(struct vdisk_disk *d, uint64_t offset, uint64_t length);
 VDISK_API int vdisk_disk_flush(struct vdisk_disk *d);
 VDISK_API int vdisk_disk_discard(struct vdisk_disk *d, uint64_t offset, uint64_t length);
 VDISK_API int vdisk_disk_write_zeroes(struct vdisk_disk *d, uint64_t offset, uint64_t length);

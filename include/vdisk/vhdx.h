@@ -4,10 +4,10 @@
  * create, translate virtual ranges to extents, allocate blocks for writes,
  * journal metadata changes through the VHDX log, check and repair.
  *
- * Threading: vhdx_translate(), vhdx_allocate(), vhdx_flush(), vhdx_discard(),
- * vhdx_write_zeroes(), vhdx_pread() and vhdx_pwrite() may be called from many
- * threads at once on one image; translate takes no lock, the others take the
- * image's allocation lock only for what changes metadata. Opening, closing,
+ * Threading: vhdx_translate(), vhdx_allocate(), vhdx_write_done(), vhdx_flush(),
+ * vhdx_discard(), vhdx_write_zeroes(), vhdx_pread() and vhdx_pwrite() may be
+ * called from many threads at once on one image; translate takes no lock, the
+ * others take the image's allocation lock only for what changes metadata. Opening, closing,
  * information and chain operations are slow path and must not run
  * concurrently with other calls on one image.
  */
@@ -171,15 +171,31 @@ VDISK_API int vhdx_translate(struct vhdx_image *img, uint64_t offset, uint64_t l
 			     struct vdisk_extent *ext, unsigned max);
 
 /*
- * Prepares the range for writing: allocates payload blocks (and, in a
- * differencing image, marks the sectors present) and returns DATA extents of
- * the top image for the caller to write into, at most @max, covering a
- * prefix. The new mapping is durable after the next vhdx_flush().
+ * Prepares the range for writing: allocates payload blocks and returns DATA
+ * extents of the top image for the caller to write into, at most @max,
+ * covering a prefix. The new mapping is durable after the next vhdx_flush().
+ * In a differencing image the sectors are not yet marked present: they keep
+ * reading the parent until vhdx_write_done() is called for them, which every
+ * caller must do once its data write has completed.
  * Returns the number of extents or -errno (-EROFS, -ENOSPC, -EIO).
- * Takes the allocation lock only when something must be allocated.
+ * Takes the allocation lock only when a block must be allocated.
  */
 VDISK_API int vhdx_allocate(struct vhdx_image *img, uint64_t offset, uint64_t length,
 			    struct vdisk_extent *ext, unsigned max);
+
+/*
+ * Reports that the data write into the extents vhdx_allocate() returned for
+ * [@offset, @offset + @length) has completed successfully; call it before
+ * acknowledging the write. In a differencing image this marks the sectors
+ * present in the child (sector bitmap), durable after the next vhdx_flush(),
+ * which syncs the data before committing the bits: a crash can never leave a
+ * bit set over data that was not written. Until then the range reads the
+ * parent. Sector aligned; may cover several allocate calls. No-op (0) for
+ * images without a parent and for sectors already marked; takes the
+ * allocation lock only when some bit is still clear. After a failed write,
+ * do not call it. Returns 0 or -errno (-EINVAL, -EROFS, -EIO).
+ */
+VDISK_API int vhdx_write_done(struct vhdx_image *img, uint64_t offset, uint64_t length);
 
 /*
  * Makes every completed write durable: flushes the data, then commits the

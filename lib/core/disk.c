@@ -234,6 +234,15 @@ int vdisk_disk_allocate(struct vdisk_disk *d, uint64_t offset, uint64_t length,
 	return 1;
 }
 
+int vdisk_disk_write_done(struct vdisk_disk *d, uint64_t offset, uint64_t length)
+{
+	if (d->vhdx)
+		return vhdx_write_done(d->vhdx, offset, length);
+	if (!range_ok(d, offset, length))
+		return -EINVAL;
+	return d->readonly ? -EROFS : 0;
+}
+
 int vdisk_disk_flush(struct vdisk_disk *d)
 {
 	if (d->vhdx)

@@ -459,19 +459,53 @@ static int ensure_bitmap_locked(struct vhdx_image *img, uint64_t chunk)
 	return 0;
 }
 
+/* The mask of bits [lo, hi) of one byte, 0 <= lo < hi <= 8. */
+static inline uint8_t byte_mask(unsigned lo, unsigned hi)
+{
+	return (uint8_t)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* True when every bit of [first, first+n) is set. Lock-free (atomic byte loads). */
+static bool bits_all_set(const uint8_t *map, uint64_t first, uint64_t n)
+{
+	uint64_t i = first, end = first + n;
+
+	while (i < end) {
+		unsigned lo = i & 7, hi = end - (i - lo) < 8 ? (unsigned)(end - (i - lo)) : 8;
+		uint8_t m = byte_mask(lo, hi);
+
+		if ((__atomic_load_n(&map[i >> 3], __ATOMIC_ACQUIRE) & m) != m)
+			return false;
+		i += hi - lo;
+	}
+	return true;
+}
+
+/*
+ * Marks the sectors of [off, off+len) (inside one block) present in this file and their
+ * bitmap pages dirty. Only after their data is in the file (see vhdx_write_done()).
+ */
 static void set_bits_locked(struct vhdx_image *img, uint64_t off, uint64_t len)
 {
 	uint64_t s = off / img->lsec, n = len / img->lsec;
 	uint64_t chunk = s / VHDX_SECTORS_PER_CHUNK, bit = s % VHDX_SECTORS_PER_CHUNK;
 	uint8_t *map = img->sbm[chunk];
 
-	for (uint64_t i = bit; i < bit + n; i++)
-		__atomic_or_fetch(&map[i >> 3], (uint8_t)(1u << (i & 7)), __ATOMIC_RELEASE);
+	for (uint64_t i = bit, end = bit + n; i < end;) {
+		unsigned lo = i & 7, hi = end - (i - lo) < 8 ? (unsigned)(end - (i - lo)) : 8;
+		__atomic_or_fetch(&map[i >> 3], byte_mask(lo, hi), __ATOMIC_RELEASE);
+		i += hi - lo;
+	}
 	vhdx_sbm_mark_dirty_locked(img, chunk, bit, n);
 }
 
-/* Makes block @b writable for [v, v+run); returns its file offset. Caller holds the lock. */
-static int alloc_block_locked(struct vhdx_image *img, uint64_t b, uint64_t v, uint64_t run,
+/*
+ * Makes block @b (holding virtual offset @v) writable; returns its file offset. Caller holds
+ * the lock. In a child the written sectors' bits stay clear: they keep reading the parent
+ * until the caller's data write has completed (vhdx_write_done()), so no commit in between
+ * can make them read never-written space after a crash.
+ */
+static int alloc_block_locked(struct vhdx_image *img, uint64_t b, uint64_t v,
 			      uint64_t *ret_block_off)
 {
 	uint64_t idx = vhdx_bat_index(b, img->chunk_ratio);
@@ -479,12 +513,7 @@ static int alloc_block_locked(struct vhdx_image *img, uint64_t b, uint64_t v, ui
 	unsigned st = e & VHDX_BAT_STATE_MASK;
 	int r;
 
-	if (st == VHDX_BLOCK_FULLY_PRESENT) {
-		*ret_block_off = off;
-		return 0;
-	}
-	if (st == VHDX_BLOCK_PARTIALLY_PRESENT) {
-		set_bits_locked(img, v, run);
+	if (st == VHDX_BLOCK_FULLY_PRESENT || st == VHDX_BLOCK_PARTIALLY_PRESENT) {
 		*ret_block_off = off;
 		return 0;
 	}
@@ -503,7 +532,6 @@ static int alloc_block_locked(struct vhdx_image *img, uint64_t b, uint64_t v, ui
 		r = ensure_bitmap_locked(img, v / img->lsec / VHDX_SECTORS_PER_CHUNK);
 		if (r < 0)
 			return r;
-		set_bits_locked(img, v, run);
 		vhdx_bat_set_locked(img, idx, off | VHDX_BLOCK_PARTIALLY_PRESENT);
 	} else {
 		/* ZERO/UNMAPPED/UNDEFINED/NOT_PRESENT without parent: the rest reads zeros */
@@ -546,14 +574,15 @@ int vhdx_allocate(struct vhdx_image *img, uint64_t offset, uint64_t length,
 		uint64_t e = __atomic_load_n(&img->bat[vhdx_bat_index(b, img->chunk_ratio)],
 					     __ATOMIC_ACQUIRE);
 		uint64_t boff = e & VHDX_BAT_OFFSET_MASK;
+		unsigned st = e & VHDX_BAT_STATE_MASK;
 
-		if ((e & VHDX_BAT_STATE_MASK) != VHDX_BLOCK_FULLY_PRESENT) {
+		if (st != VHDX_BLOCK_FULLY_PRESENT && st != VHDX_BLOCK_PARTIALLY_PRESENT) {
 			/* no room to hand it out: change nothing the caller will not write */
 			if (o.n == max)
 				break;
 			pthread_mutex_lock(&img->lock);
 			r = img->sticky_err ? img->sticky_err
-					    : alloc_block_locked(img, b, v, run, &boff);
+					    : alloc_block_locked(img, b, v, &boff);
 			pthread_mutex_unlock(&img->lock);
 			if (r < 0)
 				return o.n ? (int)o.n : r;
@@ -563,6 +592,40 @@ int vhdx_allocate(struct vhdx_image *img, uint64_t offset, uint64_t length,
 		done += run;
 	}
 	return (int)o.n;
+}
+
+int vhdx_write_done(struct vhdx_image *img, uint64_t offset, uint64_t length)
+{
+	uint64_t done = 0;
+	int r = 0;
+
+	if (!range_ok(img, offset, length) || offset % img->lsec || length % img->lsec)
+		return -EINVAL;
+	if (img->readonly)
+		return -EROFS;
+	if (!img->has_parent)
+		return 0; /* a new block's unwritten sectors read zeros, its old content */
+	while (done < length && r == 0) {
+		uint64_t v = offset + done, b = v / img->block_size;
+		uint64_t run = MIN(length - done, img->block_size - v % img->block_size);
+		uint64_t idx = vhdx_bat_index(b, img->chunk_ratio);
+		uint64_t e = __atomic_load_n(&img->bat[idx], __ATOMIC_ACQUIRE);
+		uint64_t s = v / img->lsec;
+
+		done += run;
+		/* FULLY_PRESENT ignores the bitmap; other states were not handed out for writing */
+		if ((e & VHDX_BAT_STATE_MASK) != VHDX_BLOCK_PARTIALLY_PRESENT ||
+		    bits_all_set(img->sbm[s / VHDX_SECTORS_PER_CHUNK], s % VHDX_SECTORS_PER_CHUNK,
+				 run / img->lsec))
+			continue;
+		pthread_mutex_lock(&img->lock);
+		if (img->sticky_err)
+			r = img->sticky_err;
+		else if ((img->bat[idx] & VHDX_BAT_STATE_MASK) == VHDX_BLOCK_PARTIALLY_PRESENT)
+			set_bits_locked(img, v, run);
+		pthread_mutex_unlock(&img->lock);
+	}
+	return r;
 }
 
 int vhdx_flush(struct vhdx_image *img)
@@ -626,8 +689,14 @@ static int zero_partial_locked(struct vhdx_image *img, uint64_t b, uint64_t v, u
 		return 0; /* already reads as zeros */
 	if (v % img->lsec || run % img->lsec)
 		return -EINVAL;
-	r = alloc_block_locked(img, b, v, run, &boff);
-	return r < 0 ? r : punch(img, boff + v % img->block_size, run);
+	r = alloc_block_locked(img, b, v, &boff);
+	if (r == 0)
+		r = punch(img, boff + v % img->block_size, run);
+	/* the zeros are in place (the next flush syncs them before committing the bits) */
+	if (r == 0 && (img->bat[vhdx_bat_index(b, img->chunk_ratio)] & VHDX_BAT_STATE_MASK) ==
+			      VHDX_BLOCK_PARTIALLY_PRESENT)
+		set_bits_locked(img, v, run);
+	return r;
 }
 
 static int unmap_range(struct vhdx_image *img, uint64_t offset, uint64_t length, bool zero)

@@ -43,17 +43,22 @@ static int write_aligned(struct vhdx_image *img, const uint8_t *p, size_t len, u
 	struct vdisk_extent ext[NEXT];
 
 	while (len > 0) {
-		int n = vhdx_allocate(img, offset, len, ext, NEXT);
+		int n = vhdx_allocate(img, offset, len, ext, NEXT), r;
+		uint64_t start = offset;
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			int r = vdisk_pwrite_full(ext[i].fd, p, ext[i].length, ext[i].file_offset);
+			r = vdisk_pwrite_full(ext[i].fd, p, ext[i].length, ext[i].file_offset);
 			if (r < 0)
 				return r;
 			p += ext[i].length;
 			offset += ext[i].length;
 			len -= ext[i].length;
 		}
+		/* the data is written: only now may a child's bitmap say so */
+		r = vhdx_write_done(img, start, offset - start);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
