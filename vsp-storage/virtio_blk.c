@@ -50,7 +50,8 @@ void vsp_blk_config(const struct vsp_export *e, unsigned nq, uint8_t *cfg)
 	le32_st(cfg + VBLK_CFG_BLK_SIZE, e->lsec);
 	cfg[VBLK_CFG_PHYS_BLOCK_EXP] = (uint8_t)ilog2(gran / e->lsec);
 	cfg[VBLK_CFG_ALIGNMENT_OFFSET] = 0;
-	le16_st(cfg + VBLK_CFG_MIN_IO_SIZE, (uint16_t)(gran / VIRTIO_BLK_SECTOR));
+	/* in logical blocks (5.2.4), unlike the discard fields below */
+	le16_st(cfg + VBLK_CFG_MIN_IO_SIZE, (uint16_t)(gran / e->lsec));
 	le32_st(cfg + VBLK_CFG_OPT_IO_SIZE, 0);
 	cfg[VBLK_CFG_WRITEBACK] = 1;
 	le16_st(cfg + VBLK_CFG_NUM_QUEUES, (uint16_t)nq);

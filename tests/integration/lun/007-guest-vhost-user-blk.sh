@@ -175,9 +175,7 @@ for x in "0.0.0 A 0" "0.0.1 B 0" "0.0.2 C 1"; do
 	assert_eq "$((sectors * 512))" "$(blockdev --getsize64 "$dev")" "size of gvm-$disk in the guest"
 	assert_eq "$lbs" "$(blockdev --getss "$dev")" "logical block size of gvm-$disk"
 	assert_eq "$pbs" "$(blockdev --getpbsz "$dev")" "physical block size of gvm-$disk"
-	# (minimum_io_size is not compared: the daemon's config space gives min_io_size in
-	# 512-byte units where virtio counts logical blocks, so a 4096-byte LUN shows 8 x 4096)
-	log "gvm-$disk: minimum I/O size $mio in the guest, $(blockdev --getiomin "$dev") on the host"
+	assert_eq "$mio" "$(blockdev --getiomin "$dev")" "minimum I/O size of gvm-$disk"
 	assert_eq "$gro" "$ro" "read-only flag of gvm-$disk"
 	[ "$ro" = 1 ] || [ "$gdisc" -gt 0 ] || log "gvm-$disk: the guest kernel offers no discard"
 done
