@@ -76,6 +76,14 @@ VDISK_API int vdisk_engine_submit(struct vdisk_engine *e);
  */
 VDISK_API int vdisk_engine_reap(struct vdisk_engine *e, struct vdisk_io **done, unsigned max,
 				unsigned min_wait);
+/*
+ * vdisk_engine_submit() and then vdisk_engine_reap(): one system call with
+ * io_uring (submit and wait together), two with libaio. For an event loop
+ * that has queued new requests and now waits for the next completions.
+ * Returns the count reaped or -errno (requests not submitted stay queued).
+ */
+VDISK_API int vdisk_engine_submit_reap(struct vdisk_engine *e, struct vdisk_io **done,
+				       unsigned max, unsigned min_wait);
 /* Number of requests queued or in flight. */
 VDISK_API unsigned vdisk_engine_inflight(const struct vdisk_engine *e);
 

@@ -61,6 +61,13 @@ struct vdisk_engine_ops {
 	 */
 	int (*reap)(struct vdisk_engine *e, struct vdisk_io **done, unsigned max,
 		    unsigned min_wait);
+	/*
+	 * Optional: submit() and a wait for @min_wait completions in one
+	 * system call (reap() collects them). Called only with requests
+	 * queued and 0 < @min_wait <= queued + in flight. Returns what
+	 * submit() returns.
+	 */
+	int (*submit_wait)(struct vdisk_engine *e, unsigned min_wait);
 };
 
 /* The part of every engine that engine.c owns. */

@@ -197,6 +197,26 @@ int vdisk_engine_reap(struct vdisk_engine *e, struct vdisk_io **done, unsigned m
 	return r;
 }
 
+int vdisk_engine_submit_reap(struct vdisk_engine *e, struct vdisk_io **done, unsigned max,
+			     unsigned min_wait)
+{
+	int r;
+
+	if (e->queued == 0 || max == 0 || min_wait == 0 || !e->ops->submit_wait) {
+		r = vdisk_engine_submit(e);
+		if (r < 0 && e->inflight == e->queued)
+			return r;
+		return vdisk_engine_reap(e, done, max, min_wait);
+	}
+	r = e->ops->submit_wait(e, MIN(min_wait, MIN(max, e->inflight)));
+	if (r < 0 && e->inflight == e->queued)
+		return r;
+	if (r > 0)
+		e->queued -= (unsigned)r;
+	/* the wait is done: collect without another one */
+	return vdisk_engine_reap(e, done, max, 0);
+}
+
 unsigned vdisk_engine_inflight(const struct vdisk_engine *e)
 {
 	return e->inflight;

@@ -9,6 +9,7 @@
  * io_uring cannot be set up).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -363,6 +364,97 @@ static void test_eagain(void **state)
 	unlink_tmp("eagain", kind);
 }
 
+/*
+ * vdisk_engine_submit_reap: what is queued is submitted and waited for together; queued
+ * writes land, each request comes back once, and with nothing queued it is a plain reap.
+ */
+static void test_submit_reap(void **state)
+{
+	enum vdisk_engine_kind kind = state_kind(state);
+	struct vdisk_engine *e = open_kind(kind, 8);
+	uint8_t buf[8][BLK], back[BLK];
+	struct iovec iov[8];
+	struct vdisk_io ios[8], *done[8];
+	uint8_t seen[8] = { 0 };
+	unsigned got = 0;
+	int fd = open_tmp("subreap", kind, O_RDWR | O_TRUNC);
+
+	for (unsigned i = 0; i < 8; i++) {
+		test_fill_pattern(buf[i], BLK, 40 + i);
+		iov[i] = (struct iovec){ buf[i], BLK };
+		ios[i] = mk_rw(VDISK_IO_WRITEV, fd, &iov[i], 1, (uint64_t)i * BLK, 0);
+	}
+	assert_int_equal(vdisk_engine_submit_reap(e, done, 8, 1), 0); /* nothing at all */
+	for (unsigned i = 0; i < 5; i++)
+		assert_int_equal(vdisk_engine_queue(e, &ios[i]), 0);
+	assert_int_equal(vdisk_engine_submit(e), 5);
+	for (unsigned i = 5; i < 8; i++)
+		assert_int_equal(vdisk_engine_queue(e, &ios[i]), 0);
+	while (got < 8) {
+		int r = vdisk_engine_submit_reap(e, done, 8, 1);
+
+		assert_true(r > 0);
+		for (int i = 0; i < r; i++) {
+			ptrdiff_t k = done[i] - ios;
+
+			assert_true(k >= 0 && k < 8);
+			assert_int_equal(seen[k], 0);
+			seen[k] = 1;
+			assert_int_equal(done[i]->result, (int)BLK);
+		}
+		got += (unsigned)r;
+		assert_int_equal(vdisk_engine_inflight(e), 8 - got);
+	}
+	assert_int_equal(vdisk_engine_submit(e), 0); /* all of it went out */
+	for (unsigned i = 0; i < 8; i++) {
+		assert_int_equal(vdisk_pread_full(fd, back, BLK, (uint64_t)i * BLK), 0);
+		assert_memory_equal(back, buf[i], BLK);
+	}
+	vdisk_engine_close(e);
+	close(fd);
+	unlink_tmp("subreap", kind);
+}
+
+struct other_thread {
+	struct vdisk_engine *e;
+	int fd;
+	int ret;
+};
+
+static void *use_engine(void *arg)
+{
+	struct other_thread *t = arg;
+	uint8_t buf[BLK];
+	struct iovec iov = { buf, BLK };
+	struct vdisk_io io = mk_rw(VDISK_IO_READV, t->fd, &iov, 1, 0, 0), *done[1];
+
+	t->ret = vdisk_engine_queue(t->e, &io);
+	if (t->ret == 0)
+		t->ret = vdisk_engine_submit_reap(t->e, done, 1, 1);
+	if (t->ret == 1)
+		t->ret = io.result;
+	return NULL;
+}
+
+/* An engine opened by one thread is used by another (io.h: it is owned by one at a time). */
+static void test_other_thread(void **state)
+{
+	enum vdisk_engine_kind kind = state_kind(state);
+	struct other_thread t = { .e = open_kind(kind, 4), .ret = -1 };
+	uint8_t buf[BLK];
+	pthread_t thr;
+
+	t.fd = open_tmp("thread", kind, O_RDWR | O_TRUNC);
+	test_fill_pattern(buf, BLK, 7);
+	assert_int_equal(pwrite(t.fd, buf, BLK, 0), (ssize_t)BLK);
+	assert_int_equal(pthread_create(&thr, NULL, use_engine, &t), 0);
+	assert_int_equal(pthread_join(thr, NULL), 0);
+	assert_int_equal(t.ret, (int)BLK);
+	vdisk_engine_close(t.e);
+	close(t.fd);
+	unlink_tmp("thread", kind);
+}
+
 /* Kernel errors come back per request as -errno; good neighbours still succeed. */
 static void test_errors(void **state)
 {
@@ -696,6 +788,10 @@ int main(void)
 		ON_AIO(test_odirect),
 		ON_URING(test_close_drains),
 		ON_AIO(test_close_drains),
+		ON_URING(test_submit_reap),
+		ON_AIO(test_submit_reap),
+		ON_URING(test_other_thread),
+		ON_AIO(test_other_thread),
 		cmocka_unit_test(test_kind_parse),
 		cmocka_unit_test(test_bad_depth),
 		cmocka_unit_test(test_auto_select),
