@@ -369,13 +369,14 @@ static void *worker(void *arg)
 					{ .fd = v->kick_fd, .events = POLLIN } };
 
 		process_avail(v);
-		vsp_queue_submit(&v->q);
 		flush_used(v);
 		if (vsp_queue_busy(&v->q)) {
+			/* submits what process_avail queued and waits, in one call */
 			vsp_queue_poll(&v->q, true);
 			flush_used(v);
 			continue;
 		}
+		vsp_queue_submit(&v->q);
 		if (!v->broken) {
 			vsp_virtq_notify_enable(&v->vr, true);
 			if (vsp_virtq_has_avail(&v->vr)) {

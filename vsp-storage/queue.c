@@ -654,8 +654,9 @@ int vsp_queue_poll(struct vsp_queue *q, bool wait)
 		vsp_queue_submit(q);
 		return 0;
 	}
-	vsp_queue_submit(q);
-	n = vdisk_engine_reap(q->eng, q->done, sizeof(q->done) / sizeof(q->done[0]), wait ? 1 : 0);
+	/* what is queued goes out with the wait: one system call with io_uring */
+	n = vdisk_engine_submit_reap(q->eng, q->done, sizeof(q->done) / sizeof(q->done[0]),
+				     wait ? 1 : 0);
 	if (n < 0) {
 		if (n != -EINTR && n != -EAGAIN)
 			vsp_log(VSP_LOG_WARN, q->ctx, "reaping I/O failed: %s", strerror(-n));

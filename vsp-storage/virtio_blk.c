@@ -101,7 +101,12 @@ int vsp_blk_parse(const struct vsp_chain *c, struct vsp_blk_parsed *p)
 	const struct iovec *last;
 	unsigned n_in = c->n_in;
 
-	memset(p, 0, sizeof(*p));
+	/* the scalars only: zeroing the iovec arrays would cost kilobytes per request */
+	p->type = 0;
+	p->sector = 0;
+	p->status = NULL;
+	p->out_cnt = p->in_cnt = 0;
+	p->out_bytes = p->in_bytes = 0;
 	if (c->out_bytes < VIRTIO_BLK_HDR_SIZE || c->in_bytes < 1)
 		return -EINVAL;
 	if (!gather(hdr, c->iov, c->n_out, sizeof(hdr)))
