@@ -1,38 +1,87 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Passthrough LUN speed (issue: "disk performance on par with physical disk"): fio 4 KiB random
-# read and write at queue depth 32 directly on a loop device backed by a file in /dev/shm, and
-# through vsp-storage serving that device as a passthrough LUN (vdisk serve --map --vm) to
-# fio's nbd engine, in the same run. Prints IOPS and the ratio vsp/direct (aim: 0.95).
-# Usage: bench/passthrough.sh   (root; SIZE_MIB=1024 TIME=10 by default)
+# Passthrough LUN speed (issue: "disk performance on par with physical disk"): 4 KiB random
+# read and write at queue depth 32 on a loop device backed by a file in /dev/shm, in one run:
+#   direct    fio (io_uring, O_DIRECT) on the device itself: the limit every ratio refers to;
+#   vsp-vu    vsp-storage serving the device as a passthrough LUN (vdisk serve --map --vm) over
+#             vhost-user-blk, driven by tests/vsp's vsp-driver (what QEMU's vhost-user-blk
+#             device does for a guest, without a guest in between);
+#   qsd-vu    qemu-storage-daemon's vhost-user-blk export of the same device (host_device,
+#             aio=io_uring, cache.direct=on), same driver: the peer;
+#   vsp-nbd   the same LUN over NBD, driven by fio's nbd engine;
+#   qsd-nbd   qemu-storage-daemon's NBD export, same fio engine: the peer. fio's nbd engine
+#             (libnbd, one connection) tops out far below the device, so these two compare
+#             servers with each other, not with the device.
+# Prints IOPS per target and the ratios to direct and to the peer.
+# Usage: bench/passthrough.sh   (root; SIZE_MIB=1024 TIME=10 TARGETS="vsp-vu qsd-vu vsp-nbd
+# qsd-nbd" by default)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 requires fio
 requires jq
 requires losetup
+requires qemu-storage-daemon
 [ "$(id -u)" -eq 0 ] || die "needs root (loop devices)"
 VSP=${VSP:-$build/vsp-storage/vsp-storage}
+DRV=${DRV:-$build/vsp-storage/vsp-driver}
 [ -x "$VSP" ] || die "vsp-storage not built: $VSP"
+[ -x "$DRV" ] || die "vsp-driver not built: $DRV"
 size_mib=${SIZE_MIB:-1024}
 time_s=${TIME:-10}
+TARGETS=${TARGETS:-vsp-vu qsd-vu vsp-nbd qsd-nbd}
+
+stop_daemon() {
+	[ -n "$daemon" ] || return 0
+	kill -TERM "$daemon" 2>/dev/null || :
+	wait "$daemon" 2>/dev/null || :
+	daemon=""
+}
 
 work=$(mktemp -d /dev/shm/vdisk-pt-bench.XXXXXX)
-dev=""
-pid=""
-finish() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	[ -n "$dev" ] && losetup -d "$dev" 2>/dev/null
-	rm -rf "$work"
-}
-trap finish EXIT
-
+at_exit rm -rf "$work"
 head -c $((size_mib << 20)) /dev/urandom >"$work/back.img"
 dev=$(losetup -f --show --direct-io=on "$work/back.img")
+at_exit losetup -d "$dev"
+# a GPT gives the loop device a stable identity (PTUUID) for the LUN map
 printf 'label: gpt\nsize=%dMiB\n' $((size_mib - 2)) | sfdisk -q "$dev" >/dev/null 2>&1 || :
+daemon=""
+at_exit 'stop_daemon'
 export VDISK_LUN_MAP=$work/luns.conf
 "$VDISK" lun map bench 0:0:0 "$dev" >/dev/null
+vu=$work/vu.sock
+nbd=$work/nbd.sock
 
-iops() { # RW ENGINE-ARGS...: fio IOPS of a 4 KiB random job at QD32
+wait_sock() {
+	for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done
+	die "no socket $1"
+}
+
+start() { # vsp|qsd: serves the device on $vu (vhost-user-blk) and $nbd (NBD)
+	rm -f "$vu"* "$nbd"*
+	case $1 in
+	vsp)
+		"$VSP" -q --map "$VDISK_LUN_MAP" --vm bench --queues 1 --vhost-user-blk "$vu" \
+			--nbd "unix:$nbd" &
+		daemon=$!
+		wait_sock "$vu.0-0-0"
+		wait_sock "$nbd.0-0-0"
+		ln -s "$vu.0-0-0" "$vu"
+		ln -s "$nbd.0-0-0" "$nbd"
+		;;
+	qsd)
+		qemu-storage-daemon \
+			--blockdev "driver=host_device,node-name=d0,filename=$dev,aio=io_uring,cache.direct=on" \
+			--export "type=vhost-user-blk,id=vu0,node-name=d0,addr.type=unix,addr.path=$vu,writable=on,num-queues=1" \
+			--nbd-server "addr.type=unix,addr.path=$nbd" \
+			--export "type=nbd,id=nbd0,node-name=d0,name=bench-0.0.0,writable=on" &
+		daemon=$!
+		wait_sock "$vu"
+		wait_sock "$nbd"
+		;;
+	esac
+}
+
+fio_iops() { # RW ARGS...: fio IOPS of a 4 KiB random job at QD32
 	local rw=$1
 	shift
 	fio --name=pt --rw="$rw" --bs=4k --iodepth=32 --direct=1 --time_based --runtime="$time_s" \
@@ -40,19 +89,35 @@ iops() { # RW ENGINE-ARGS...: fio IOPS of a 4 KiB random job at QD32
 		sed -n '/^{/,$p' | jq -r ".jobs[0].${rw#rand}.iops | floor"
 }
 
-declare -A direct via
+drv_iops() { # RW
+	"$DRV" bench "$vu" --rw "$1" --bs 4096 --depth 32 --time "$time_s" | awk '{ print $2 }'
+}
+
+declare -A res
 for rw in randread randwrite; do
-	direct[$rw]=$(iops "$rw" --ioengine=io_uring --filename="$dev")
+	res[direct.$rw]=$(fio_iops "$rw" --ioengine=io_uring --filename="$dev")
 done
-"$VSP" --map "$VDISK_LUN_MAP" --vm bench --nbd "unix:$work/n.sock" -q &
-pid=$!
-for _ in $(seq 100); do [ -S "$work/n.sock.0-0-0" ] && break; sleep 0.1; done
-for rw in randread randwrite; do
-	via[$rw]=$(iops "$rw" --ioengine=nbd --uri="nbd+unix:///bench-0.0.0?socket=$work/n.sock.0-0-0")
+for daemon_kind in vsp qsd; do
+	[[ " $TARGETS " == *" $daemon_kind-"* ]] || continue
+	start "$daemon_kind"
+	for rw in randread randwrite; do
+		[[ " $TARGETS " != *" $daemon_kind-vu "* ]] || res[$daemon_kind-vu.$rw]=$(drv_iops "$rw")
+		[[ " $TARGETS " != *" $daemon_kind-nbd "* ]] ||
+			res[$daemon_kind-nbd.$rw]=$(fio_iops "$rw" --ioengine=nbd \
+				--uri="nbd+unix:///bench-0.0.0?socket=$nbd")
+	done
+	stop_daemon
 done
-echo "passthrough LUN on a /dev/shm-backed loop device, 4 KiB QD32, ${time_s}s each"
-printf '%-10s %12s %16s %8s\n' workload "direct IOPS" "vsp-storage IOPS" ratio
+
+echo "passthrough LUN on a /dev/shm-backed loop device ($dev), 4 KiB QD32, ${time_s}s each"
+printf '%-10s %-8s %10s %10s %10s\n' workload target IOPS /direct /peer
 for rw in randread randwrite; do
-	printf '%-10s %12s %16s %8s\n' "$rw" "${direct[$rw]}" "${via[$rw]}" \
-		"$(awk -v a="${via[$rw]}" -v b="${direct[$rw]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
+	d=${res[direct.$rw]}
+	printf '%-10s %-8s %10s\n' "$rw" direct "$d"
+	for t in $TARGETS; do
+		v=${res[$t.$rw]:-0}
+		peer=${res[qsd-${t#*-}.$rw]:-0}
+		printf '%-10s %-8s %10s %10s %10s\n' "$rw" "$t" "$v" "$(ratio "$v" "$d")" \
+			"$([[ $t == vsp-* ]] && ratio "$v" "$peer" || echo -)"
+	done
 done
