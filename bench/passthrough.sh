@@ -12,9 +12,9 @@
 #   qsd-nbd   qemu-storage-daemon's NBD export, same fio engine: the peer. fio's nbd engine
 #             (libnbd, one connection) tops out far below the device, so these two compare
 #             servers with each other, not with the device.
-# Prints IOPS per target and the ratios to direct and to the peer.
-# Usage: bench/passthrough.sh   (root; SIZE_MIB=1024 TIME=10 TARGETS="vsp-vu qsd-vu vsp-nbd
-# qsd-nbd" by default)
+# Prints IOPS per target and the ratios to direct and to the peer (medians over ROUNDS).
+# Usage: bench/passthrough.sh   (root; SIZE_MIB=1024 TIME=5 ROUNDS=3 TARGETS="vsp-vu qsd-vu
+# vsp-nbd qsd-nbd" by default)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 requires fio
@@ -27,7 +27,8 @@ DRV=${DRV:-$build/vsp-storage/vsp-driver}
 [ -x "$VSP" ] || die "vsp-storage not built: $VSP"
 [ -x "$DRV" ] || die "vsp-driver not built: $DRV"
 size_mib=${SIZE_MIB:-1024}
-time_s=${TIME:-10}
+time_s=${TIME:-5}
+rounds=${ROUNDS:-3}
 TARGETS=${TARGETS:-vsp-vu qsd-vu vsp-nbd qsd-nbd}
 
 stop_daemon() {
@@ -44,6 +45,7 @@ dev=$(losetup -f --show --direct-io=on "$work/back.img")
 at_exit losetup -d "$dev"
 # a GPT gives the loop device a stable identity (PTUUID) for the LUN map
 printf 'label: gpt\nsize=%dMiB\n' $((size_mib - 2)) | sfdisk -q "$dev" >/dev/null 2>&1 || :
+sfdisk -d "$dev" >"$work/gpt" 2>/dev/null
 daemon=""
 at_exit 'stop_daemon'
 export VDISK_LUN_MAP=$work/luns.conf
@@ -58,6 +60,8 @@ wait_sock() {
 
 start() { # vsp|qsd: serves the device on $vu (vhost-user-blk) and $nbd (NBD)
 	rm -f "$vu"* "$nbd"*
+	# random writes over the whole disk (vsp-driver) wipe the GPT: put it back, same PTUUID
+	sfdisk -q "$dev" <"$work/gpt" >/dev/null 2>&1 || :
 	case $1 in
 	vsp)
 		"$VSP" -q --map "$VDISK_LUN_MAP" --vm bench --queues 1 --vhost-user-blk "$vu" \
@@ -93,31 +97,53 @@ drv_iops() { # RW
 	"$DRV" bench "$vu" --rw "$1" --bs 4096 --depth 32 --time "$time_s" | awk '{ print $2 }'
 }
 
-declare -A res
-for rw in randread randwrite; do
-	res[direct.$rw]=$(fio_iops "$rw" --ioengine=io_uring --filename="$dev")
-done
-for daemon_kind in vsp qsd; do
-	[[ " $TARGETS " == *" $daemon_kind-"* ]] || continue
-	start "$daemon_kind"
+# The machine's speed drifts (other guests on the host), so each round measures the device
+# directly before and after the daemons and every ratio is taken within its round; the
+# table shows the median over the rounds.
+res=$work/results # round rw target iops
+: >"$res"
+for ((round = 1; round <= rounds; round++)); do
 	for rw in randread randwrite; do
-		[[ " $TARGETS " != *" $daemon_kind-vu "* ]] || res[$daemon_kind-vu.$rw]=$(drv_iops "$rw")
-		[[ " $TARGETS " != *" $daemon_kind-nbd "* ]] ||
-			res[$daemon_kind-nbd.$rw]=$(fio_iops "$rw" --ioengine=nbd \
-				--uri="nbd+unix:///bench-0.0.0?socket=$nbd")
+		echo "$round $rw direct $(fio_iops "$rw" --ioengine=io_uring --filename="$dev")" >>"$res"
 	done
-	stop_daemon
+	for daemon_kind in vsp qsd; do
+		[[ " $TARGETS " == *" $daemon_kind-"* ]] || continue
+		start "$daemon_kind"
+		for rw in randread randwrite; do
+			[[ " $TARGETS " != *" $daemon_kind-vu "* ]] ||
+				echo "$round $rw $daemon_kind-vu $(drv_iops "$rw")" >>"$res"
+			[[ " $TARGETS " != *" $daemon_kind-nbd "* ]] ||
+				echo "$round $rw $daemon_kind-nbd $(fio_iops "$rw" --ioengine=nbd \
+					--uri="nbd+unix:///bench-0.0.0?socket=$nbd")" >>"$res"
+		done
+		stop_daemon
+	done
+	for rw in randread randwrite; do
+		echo "$round $rw direct $(fio_iops "$rw" --ioengine=io_uring --filename="$dev")" >>"$res"
+	done
 done
 
-echo "passthrough LUN on a /dev/shm-backed loop device ($dev), 4 KiB QD32, ${time_s}s each"
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# per-round values of target T for RW: its IOPS, or its ratio to direct / to the peer
+iops_of() { awk -v rw="$1" -v t="$2" '$2 == rw && $3 == t { print $4 }' "$res" | median; }
+ratio_of() { # RW T REF(direct|peer)
+	awk -v rw="$1" -v t="$2" -v ref="$3" '
+		$2 != rw { next }
+		$3 == "direct" { d[$1] += $4; nd[$1]++ }
+		$3 == t { v[$1] = $4 }
+		$3 == "qsd-" substr(t, 5) { p[$1] = $4 }
+		END { for (r in v) { b = ref == "direct" ? (nd[r] ? d[r] / nd[r] : 0) : p[r]; if (b > 0) printf "%.3f\n", v[r] / b } }' "$res" |
+		median
+}
+
+echo "passthrough LUN on a /dev/shm-backed loop device ($dev), 4 KiB QD32, ${time_s}s per run, $rounds rounds"
+echo "(medians over the rounds; each ratio is taken within its round)"
 printf '%-10s %-8s %10s %10s %10s\n' workload target IOPS /direct /peer
 for rw in randread randwrite; do
-	d=${res[direct.$rw]}
-	printf '%-10s %-8s %10s\n' "$rw" direct "$d"
+	printf '%-10s %-8s %10.0f\n' "$rw" direct "$(iops_of "$rw" direct)"
 	for t in $TARGETS; do
-		v=${res[$t.$rw]:-0}
-		peer=${res[qsd-${t#*-}.$rw]:-0}
-		printf '%-10s %-8s %10s %10s %10s\n' "$rw" "$t" "$v" "$(ratio "$v" "$d")" \
-			"$([[ $t == vsp-* ]] && ratio "$v" "$peer" || echo -)"
+		printf '%-10s %-8s %10.0f %10.2f %10s\n' "$rw" "$t" "$(iops_of "$rw" "$t")" \
+			"$(ratio_of "$rw" "$t" direct)" \
+			"$([[ $t == vsp-* ]] && printf '%.2f' "$(ratio_of "$rw" "$t" peer)" || echo -)"
 	done
 done
