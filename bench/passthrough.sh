@@ -97,35 +97,53 @@ drv_iops() { # RW
 	"$DRV" bench "$vu" --rw "$1" --bs 4096 --depth 32 --time "$time_s" | awk '{ print $2 }'
 }
 
+busy_ticks() { # CPU time of the whole machine not idle, in USER_HZ ticks
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
+
+# run ROUND RW TARGET FN ARGS...: one measurement, appended to the results as
+# "round rw target iops cpu_us_per_io" (CPU time of all CPUs, daemons and kernel threads
+# included, per request).
+run() {
+	local round=$1 rw=$2 t=$3 b0 b1 iops
+	shift 3
+	b0=$(busy_ticks)
+	iops=$("$@")
+	b1=$(busy_ticks)
+	echo "$round $rw $t $iops $(awk -v b=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v i="$iops" \
+		-v s="$time_s" 'BEGIN { printf "%.2f", (i > 0 ? b / hz * 1e6 / (i * s) : 0) }')" >>"$res"
+}
+
 # The machine's speed drifts (other guests on the host), so each round measures the device
 # directly before and after the daemons and every ratio is taken within its round; the
 # table shows the median over the rounds.
-res=$work/results # round rw target iops
+res=$work/results # round rw target iops cpu_us_per_io
 : >"$res"
 for ((round = 1; round <= rounds; round++)); do
 	for rw in randread randwrite; do
-		echo "$round $rw direct $(fio_iops "$rw" --ioengine=io_uring --filename="$dev")" >>"$res"
+		run "$round" "$rw" direct fio_iops "$rw" --ioengine=io_uring --filename="$dev"
 	done
 	for daemon_kind in vsp qsd; do
 		[[ " $TARGETS " == *" $daemon_kind-"* ]] || continue
 		start "$daemon_kind"
 		for rw in randread randwrite; do
 			[[ " $TARGETS " != *" $daemon_kind-vu "* ]] ||
-				echo "$round $rw $daemon_kind-vu $(drv_iops "$rw")" >>"$res"
+				run "$round" "$rw" "$daemon_kind-vu" drv_iops "$rw"
 			[[ " $TARGETS " != *" $daemon_kind-nbd "* ]] ||
-				echo "$round $rw $daemon_kind-nbd $(fio_iops "$rw" --ioengine=nbd \
-					--uri="nbd+unix:///bench-0.0.0?socket=$nbd")" >>"$res"
+				run "$round" "$rw" "$daemon_kind-nbd" fio_iops "$rw" --ioengine=nbd \
+					--uri="nbd+unix:///bench-0.0.0?socket=$nbd"
 		done
 		stop_daemon
 	done
 	for rw in randread randwrite; do
-		echo "$round $rw direct $(fio_iops "$rw" --ioengine=io_uring --filename="$dev")" >>"$res"
+		run "$round" "$rw" direct fio_iops "$rw" --ioengine=io_uring --filename="$dev"
 	done
 done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # per-round values of target T for RW: its IOPS, or its ratio to direct / to the peer
 iops_of() { awk -v rw="$1" -v t="$2" '$2 == rw && $3 == t { print $4 }' "$res" | median; }
+cpu_of() { awk -v rw="$1" -v t="$2" '$2 == rw && $3 == t { print $5 }' "$res" | median; }
 ratio_of() { # RW T REF(direct|peer)
 	awk -v rw="$1" -v t="$2" -v ref="$3" '
 		$2 != rw { next }
@@ -138,12 +156,15 @@ ratio_of() { # RW T REF(direct|peer)
 
 echo "passthrough LUN on a /dev/shm-backed loop device ($dev), 4 KiB QD32, ${time_s}s per run, $rounds rounds"
 echo "(medians over the rounds; each ratio is taken within its round)"
-printf '%-10s %-8s %10s %10s %10s\n' workload target IOPS /direct /peer
+echo "(CPU us/IO: busy time of all $(nproc) CPUs per request, every process and kernel thread)"
+printf '%-10s %-8s %10s %10s %10s %11s\n' workload target IOPS /direct /peer "CPU us/IO"
 for rw in randread randwrite; do
-	printf '%-10s %-8s %10.0f\n' "$rw" direct "$(iops_of "$rw" direct)"
+	printf '%-10s %-8s %10.0f %10s %10s %11.1f\n' "$rw" direct "$(iops_of "$rw" direct)" - - \
+		"$(cpu_of "$rw" direct)"
 	for t in $TARGETS; do
-		printf '%-10s %-8s %10.0f %10.2f %10s\n' "$rw" "$t" "$(iops_of "$rw" "$t")" \
+		printf '%-10s %-8s %10.0f %10.2f %10s %11.1f\n' "$rw" "$t" "$(iops_of "$rw" "$t")" \
 			"$(ratio_of "$rw" "$t" direct)" \
-			"$([[ $t == vsp-* ]] && printf '%.2f' "$(ratio_of "$rw" "$t" peer)" || echo -)"
+			"$([[ $t == vsp-* ]] && printf '%.2f' "$(ratio_of "$rw" "$t" peer)" || echo -)" \
+			"$(cpu_of "$rw" "$t")"
 	done
 done
