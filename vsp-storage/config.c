@@ -23,6 +23,7 @@ void vsp_export_conf_init(struct vsp_export_conf *c)
 	c->format = VDISK_FORMAT_AUTO;
 	c->engine = VDISK_ENGINE_AUTO;
 	c->commit_secs = 5;
+	c->poll_us = VSP_POLL_US_DEFAULT;
 }
 
 int vsp_config_add(struct vsp_config *cfg, const struct vsp_export_conf *c)
@@ -113,6 +114,13 @@ static int export_key(struct vsp_export_conf *c, const char *k, const char *v)
 		if (*v == '\0' || *end || n > 3600)
 			return -ERANGE;
 		c->commit_secs = (unsigned)n;
+		return 0;
+	}
+	if (!strcmp(k, "poll-us")) {
+		unsigned long n = strtoul(v, &end, 10);
+		if (*v == '\0' || *end || n > VSP_POLL_US_MAX)
+			return -ERANGE;
+		c->poll_us = (unsigned)n;
 		return 0;
 	}
 	if (!strcmp(k, "queues")) {

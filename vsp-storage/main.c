@@ -155,6 +155,9 @@ static void usage(FILE *f)
 		"  --no-direct                     use the page cache (default O_DIRECT)\n"
 		"  --commit-interval S             commit written metadata S seconds after a\n"
 		"                                  write the guest did not flush (default 5, 0: off)\n"
+		"  --poll-us N                     vhost-user-blk: while requests are in flight, look\n"
+		"                                  for new ones N microseconds before sleeping\n"
+		"                                  (default 32, 0: off)\n"
 		"  --name NAME                     export name (default: the image's file name)\n"
 		"  --config FILE                   serve the exports of a configuration file\n"
 		"  --vm VM                         serve every passthrough LUN the LUN map gives VM,\n"
@@ -182,6 +185,7 @@ enum {
 	OPT_CONFIG,
 	OPT_PIDFILE,
 	OPT_COMMIT,
+	OPT_POLL,
 	OPT_MAP,
 	OPT_VM,
 };
@@ -199,6 +203,7 @@ static const struct option long_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 	{ "commit-interval", required_argument, NULL, OPT_COMMIT },
+	{ "poll-us", required_argument, NULL, OPT_POLL },
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "vm", required_argument, NULL, OPT_VM },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -273,6 +278,13 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 			if (!*optarg || *end || n > 3600)
 				return bad_usage("--commit-interval: expected 0 to 3600 seconds", optarg);
 			c.commit_secs = (unsigned)n;
+			break;
+		}
+		case OPT_POLL: {
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || n > VSP_POLL_US_MAX)
+				return bad_usage("--poll-us: expected 0 to 1000 microseconds", optarg);
+			c.poll_us = (unsigned)n;
 			break;
 		}
 		case OPT_CONFIG:

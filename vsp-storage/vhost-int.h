@@ -54,6 +54,7 @@ struct vhost_vq {
 	unsigned ndone;
 	unsigned bad_chains;
 	uint64_t stat_reqs, stat_kicks, stat_calls;
+	unsigned poll_hits; /* polls in a row that found requests (poll_briefly) */
 };
 
 struct vhost_dev {

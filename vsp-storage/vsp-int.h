@@ -54,6 +54,9 @@ void vsp_log(int level, const char *ctx, const char *fmt, ...) __attribute__((fo
 
 /* ---- exports ---- */
 
+#define VSP_POLL_US_DEFAULT 32
+#define VSP_POLL_US_MAX 1000
+
 struct vsp_export_conf {
 	char name[64];
 	char image[PATH_MAX];
@@ -64,6 +67,7 @@ struct vsp_export_conf {
 	bool direct;              /* O_DIRECT (default) */
 	bool any_host;            /* NBD over TCP may bind a non-loopback address */
 	unsigned commit_secs;     /* commit metadata this long after a write without a flush; 0: never */
+	unsigned poll_us;         /* vhost-user-blk: look for new requests this long before sleeping */
 	enum vdisk_format format;
 	enum vdisk_engine_kind engine;
 };

@@ -17,9 +17,13 @@ expect_status 2 "$VSP" x.raw
 grep -q "nothing to serve" "$ERR" || die "no-transport message: $(cat "$ERR")"
 expect_status 2 "$VSP" --queues 0 --nbd unix:s x.raw
 expect_status 2 "$VSP" --io-engine bogus --nbd unix:s x.raw
+expect_status 2 "$VSP" --poll-us 1001 --nbd unix:s x.raw
+grep -q -- "--poll-us" "$ERR" || die "--poll-us range message: $(cat "$ERR")"
 expect_status 2 "$VSP" --nbd unix:s
 printf '[export a]\nimage = /nonexistent\nnbd = unix:%s/a.sock\nqueues = many\n' "$SCRATCH" >bad.conf
 expect_fail "bad.conf:4: bad value for 'queues'" "$VSP" --config bad.conf
+printf '[export a]\nimage = /nonexistent\nnbd = unix:%s/a.sock\npoll-us = -1\n' "$SCRATCH" >bad.conf
+expect_fail "bad.conf:4: bad value for 'poll-us'" "$VSP" --config bad.conf
 expect_fail "No such file" "$VSP" --nbd "unix:$SCRATCH/n.sock" "$SCRATCH/missing.raw"
 
 gen_data serve $((4 * MiB)) >d.raw
