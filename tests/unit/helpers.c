@@ -440,3 +440,16 @@ void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uin
 	if (vhdx_create(path, &o, &err) < 0)
 		fail_msg("vhdx_create %s: %s", path, err.msg);
 }
+
+struct vhdx_image *test_open_image(const char *path, unsigned flags)
+{
+	struct vhdx_open_opts o;
+	struct vhdx_image *img = NULL;
+	struct vdisk_err err = { 0 };
+
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = flags;
+	if (vhdx_open(path, &o, &img, &err) < 0)
+		fail_msg("open %s: %s", path, err.msg);
+	return img;
+}

@@ -22,6 +22,8 @@ int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * @parent when not NULL; fails the running cmocka test with the library's message otherwise. */
 void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
 		       const char *parent);
+/* Opens @path with @flags (VHDX_OPEN_*); fails the test, with the library's message, if it cannot. */
+struct vhdx_image *test_open_image(const char *path, unsigned flags);
 
 #endif
 

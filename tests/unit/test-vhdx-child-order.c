@@ -59,19 +59,6 @@ static void create(const char *path, enum vhdx_type type, uint32_t lsec, const c
 		fail_msg("vhdx_create %s: %s", path, err.msg);
 }
 
-static struct vhdx_image *open_img(const char *path, unsigned flags)
-{
-	struct vhdx_image *img = NULL;
-	struct vhdx_open_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_open_opts_init(&o, sizeof(o));
-	o.flags = flags;
-	if (vhdx_open(path, &o, &img, &err) < 0)
-		fail_msg("open %s: %s", path, err.msg);
-	return img;
-}
-
 static void print_finding(void *opaque, enum vhdx_check_severity sev, const char *msg)
 {
 	(void)opaque;
@@ -171,7 +158,7 @@ static void setup(struct fixture *f, uint32_t lsec)
 	snprintf(name, sizeof(name), "order-%u.raw", lsec);
 	snprintf(f->rpath, sizeof(f->rpath), "%s", test_tmp_path(name));
 	create(f->ppath, VHDX_TYPE_DYNAMIC, lsec, NULL);
-	p = open_img(f->ppath, 0);
+	p = test_open_image(f->ppath, 0);
 	test_fill_pattern(f->pattern, DISK, 0x0d3a + lsec);
 	assert_int_equal(vhdx_pwrite(p, f->pattern, DISK, 0), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
@@ -197,7 +184,7 @@ static void unwritten_allocation(struct fixture *f)
 	const uint64_t a = 1 * MB + 4 * KB, alen = 16 * KB;  /* block 1: NOT_PRESENT */
 	const uint64_t b = 2 * MB + 64 * KB, blen = 32 * KB; /* block 2: PARTIALLY_PRESENT */
 	uint8_t x[4096];
-	struct vhdx_image *c = open_img(f->cpath, 0);
+	struct vhdx_image *c = test_open_image(f->cpath, 0);
 
 	memset(x, 0x5a, sizeof(x));
 	assert_int_equal(vhdx_pwrite(c, x, sizeof(x), 2 * MB), 0);
@@ -216,7 +203,7 @@ static void unwritten_allocation(struct fixture *f)
 	assert_int_equal(vhdx_flush(c), 0);
 	vhdx_abandon(c);
 
-	c = open_img(f->cpath, 0);
+	c = test_open_image(f->cpath, 0);
 	expect_layer(c, a, alen, 1);
 	expect_layer(c, b, blen, 1);
 	expect_parent(f, c, a, alen, "after crash: allocated, never written");
@@ -236,7 +223,7 @@ static void completed_write(struct fixture *f)
 {
 	const uint64_t off = 3 * MB - 32 * KB, len = 64 * KB;
 	uint8_t *z = malloc(len);
-	struct vhdx_image *c = open_img(f->cpath, 0);
+	struct vhdx_image *c = test_open_image(f->cpath, 0);
 
 	assert_non_null(z);
 	test_fill_pattern(z, len, 77);
@@ -250,7 +237,7 @@ static void completed_write(struct fixture *f)
 	assert_int_equal(vhdx_flush(c), 0);
 	vhdx_abandon(c);
 
-	c = open_img(f->cpath, 0);
+	c = test_open_image(f->cpath, 0);
 	expect_layer(c, off, len, 0);
 	expect(f, c, off, len, z, "after crash: done and flushed");
 	expect_parent(f, c, 3 * MB + 32 * KB, MB - 32 * KB, "after crash: the rest of block 3");
@@ -264,7 +251,7 @@ static void completed_write(struct fixture *f)
 static void zeroes_and_rmw(struct fixture *f)
 {
 	uint8_t zero[4096] = { 0 }, small[100], want[200];
-	struct vhdx_image *c = open_img(f->cpath, 0);
+	struct vhdx_image *c = test_open_image(f->cpath, 0);
 
 	assert_int_equal(vhdx_write_zeroes(c, 4 * MB + 4 * KB, 4 * KB), 0);
 	memset(small, 0xe7, sizeof(small));
@@ -272,7 +259,7 @@ static void zeroes_and_rmw(struct fixture *f)
 	assert_int_equal(vhdx_flush(c), 0);
 	vhdx_abandon(c);
 
-	c = open_img(f->cpath, 0);
+	c = test_open_image(f->cpath, 0);
 	expect(f, c, 4 * MB + 4 * KB, 4 * KB, zero, "after crash: write-zeroes");
 	expect_parent(f, c, 4 * MB, 4 * KB, "after crash: before the zeroed range");
 	expect_parent(f, c, 4 * MB + 8 * KB, MB - 8 * KB, "after crash: after the zeroed range");
@@ -286,7 +273,7 @@ static void zeroes_and_rmw(struct fixture *f)
 /* vhdx_write_done(): arguments; no-ops (nothing dirtied) where nothing is to be marked. */
 static void write_done_contract(struct fixture *f)
 {
-	struct vhdx_image *c = open_img(f->cpath, 0), *d;
+	struct vhdx_image *c = test_open_image(f->cpath, 0), *d;
 	char dpath[700];
 
 	assert_int_equal(vhdx_write_done(c, 4096 + 1, 4096), -EINVAL);
@@ -318,7 +305,7 @@ static void write_done_contract(struct fixture *f)
 	assert_int_equal(vhdx_close(c, NULL), 0);
 
 	/* read-only: refused like vhdx_allocate */
-	c = open_img(f->cpath, VHDX_OPEN_RDONLY);
+	c = test_open_image(f->cpath, VHDX_OPEN_RDONLY);
 	assert_int_equal(vhdx_write_done(c, 0, 4096), -EROFS);
 	assert_int_equal(vhdx_close(c, NULL), 0);
 
@@ -326,7 +313,7 @@ static void write_done_contract(struct fixture *f)
 	snprintf(dpath, sizeof(dpath), "%s", test_tmp_path(f->lsec == 512 ? "order-dynamic-512.vhdx"
 									  : "order-dynamic-4096.vhdx"));
 	create(dpath, VHDX_TYPE_DYNAMIC, f->lsec, NULL);
-	d = open_img(dpath, 0);
+	d = test_open_image(dpath, 0);
 	allocate_and_write(d, MB, 8 * KB, f->pattern);
 	assert_int_equal(d->nr_sbm_dirty, 0);
 	assert_int_equal(vhdx_write_done(d, MB, 8 * KB), 0);
@@ -361,7 +348,7 @@ static void disk_interface(struct fixture *f)
 	/* a clean close commits everything pending: the bits of the done write only */
 	assert_int_equal(vdisk_disk_close(d, &err), 0);
 
-	c = open_img(f->cpath, 0);
+	c = test_open_image(f->cpath, 0);
 	expect(f, c, 5 * MB + 64 * KB, sizeof(y), y, "disk: done");
 	expect_parent(f, c, 7 * MB, sizeof(y), "disk: allocated, never written");
 	assert_int_equal(vhdx_close(c, NULL), 0);
@@ -400,7 +387,7 @@ static void run_all(uint32_t lsec)
 	disk_interface(&f);
 	/* the parent was never written through the child */
 	{
-		struct vhdx_image *p = open_img(f.ppath, VHDX_OPEN_RDONLY);
+		struct vhdx_image *p = test_open_image(f.ppath, VHDX_OPEN_RDONLY);
 		expect(&f, p, 0, DISK, f.pattern, "parent");
 		assert_int_equal(vhdx_close(p, NULL), 0);
 	}

@@ -50,19 +50,6 @@ static void pattern(uint8_t *buf, size_t len, uint64_t seed)
 }
 
 
-static struct vhdx_image *open_img(const char *path, unsigned flags)
-{
-	struct vhdx_open_opts o;
-	struct vhdx_image *img = NULL;
-	struct vdisk_err err = { 0 };
-
-	vhdx_open_opts_init(&o, sizeof(o));
-	o.flags = flags;
-	if (vhdx_open(path, &o, &img, &err) < 0)
-		fail_msg("open %s: %s", path, err.msg);
-	return img;
-}
-
 static int setup(void **state)
 {
 	uint8_t *buf = malloc(MB);
@@ -74,7 +61,7 @@ static int setup(void **state)
 	snprintf(work, sizeof(work), "%s", test_tmp_path("work.vhdx"));
 	snprintf(workc, sizeof(workc), "%s", test_tmp_path("work.avhdx"));
 	test_create_image(base, VHDX_TYPE_DYNAMIC, BASE_SIZE, 1 << 20, NULL);
-	img = open_img(base, 0);
+	img = test_open_image(base, 0);
 	for (size_t i = 0; i < ARRAY_SIZE(base_blocks); i++) {
 		pattern(buf, MB, 100 + base_blocks[i]);
 		assert_int_equal(vhdx_pwrite(img, buf, MB, base_blocks[i] * MB), 0);
@@ -84,7 +71,7 @@ static int setup(void **state)
 	/* the child's parent is a copy of base; the child gets a partial and a whole-sector write */
 	assert_int_equal(test_copy_file(base, cparent), 0);
 	test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, cparent);
-	img = open_img(child, 0);
+	img = test_open_image(child, 0);
 	pattern(buf, 4096, 200);
 	assert_int_equal(vhdx_pwrite(img, buf, 4096, MB + 512), 0);
 	pattern(buf, 8192, 201);
@@ -352,7 +339,7 @@ static void expect_fail_flags(const char *path, unsigned extra, bool check, int 
 /* Opens read-only and checks the three written blocks read back. */
 static void expect_base_ok(const char *path)
 {
-	struct vhdx_image *img = open_img(path, VHDX_OPEN_RDONLY);
+	struct vhdx_image *img = test_open_image(path, VHDX_OPEN_RDONLY);
 	uint8_t *a = malloc(MB), *b = malloc(MB);
 
 	assert_true(a && b);
@@ -435,7 +422,7 @@ static void test_header_fields(void **state)
 			fresh(base, work);
 			hdr_set(work, cur_slot(work), (enum hfield)f, v ? 0x3c : 0);
 			expect_base_ok(work);
-			img = open_img(work, VHDX_OPEN_RDONLY);
+			img = test_open_image(work, VHDX_OPEN_RDONLY);
 			vhdx_get_info(img, &info);
 			memset(g.b, v ? 0x3c : 0, 16);
 			assert_true(vdisk_guid_equal(f == H_FWG ? &info.file_write_guid
@@ -489,7 +476,7 @@ static void test_one_header_bad(void **state)
 		fresh(base, work);
 		s = cur_slot(work);
 		poke(work, hdr_off(bad) + 300, "\xff", 1);
-		img = open_img(work, VHDX_OPEN_RDONLY);
+		img = test_open_image(work, VHDX_OPEN_RDONLY);
 		vhdx_get_info(img, &info);
 		assert_int_equal(info.current_header, 2 - bad);
 		vhdx_close(img, NULL);
@@ -511,7 +498,7 @@ static void test_one_header_bad(void **state)
 	/* both valid: the greater sequence number wins, whatever the slot */
 	fresh(base, work);
 	hdr_set(work, 0, H_SEQ, 1000);
-	img = open_img(work, VHDX_OPEN_RDONLY);
+	img = test_open_image(work, VHDX_OPEN_RDONLY);
 	vhdx_get_info(img, &info);
 	assert_int_equal(info.current_header, 1);
 	assert_int_equal(info.header_sequence, 1000);
@@ -607,13 +594,13 @@ static void test_region_copy1_bad(void **state)
 	assert_non_null(rb);
 	fresh(base, work);
 	poke(work, VHDX_RT1_OFFSET + 16 + 20, "\x55", 1); /* BAT FileOffset, checksum now wrong */
-	img = open_img(work, VHDX_OPEN_RDONLY);
+	img = test_open_image(work, VHDX_OPEN_RDONLY);
 	assert_true(img->rt1_bad);
 	assert_int_equal(img->bat_offset, BASE_BAT);
 	vhdx_close(img, NULL);
 	expect_base_ok(work);
 	/* a writer works with copy 2 as well */
-	img = open_img(work, 0);
+	img = test_open_image(work, 0);
 	pattern(a, 4096, 7);
 	assert_int_equal(vhdx_pwrite(img, a, 4096, 30 * MB), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
@@ -628,7 +615,7 @@ static void test_region_copy1_bad(void **state)
 	assert_int_equal(test_file_pread(work, a, sizeof(a), VHDX_RT1_OFFSET), 0);
 	assert_int_equal(test_file_pread(work, b, sizeof(b), VHDX_RT2_OFFSET), 0);
 	assert_memory_equal(a, b, sizeof(a));
-	img = open_img(work, VHDX_OPEN_RDONLY);
+	img = test_open_image(work, VHDX_OPEN_RDONLY);
 	assert_false(img->rt1_bad);
 	assert_int_equal(vhdx_pread(img, b, 4096, 30 * MB), 0);
 	pattern(a, 4096, 7);
@@ -743,7 +730,7 @@ static void test_meta_items(void **state)
 	fresh(base, work);
 	poke32(work, ITEM0 + 16, 4096);
 	{
-		struct vhdx_image *img = open_img(work, VHDX_OPEN_RDONLY);
+		struct vhdx_image *img = test_open_image(work, VHDX_OPEN_RDONLY);
 		assert_int_equal(vhdx_logical_sector_size(img), 4096);
 		assert_int_equal(img->chunk_ratio, 32768);
 		vhdx_close(img, NULL);
@@ -816,7 +803,7 @@ static void test_bat(void **state)
 	fresh(base, work);
 	assert_int_equal(truncate(work, 7 * MB - 4096), 0);
 	{
-		struct vhdx_image *img = open_img(work, VHDX_OPEN_RDONLY);
+		struct vhdx_image *img = test_open_image(work, VHDX_OPEN_RDONLY);
 		uint8_t a[4096], b[4096];
 		assert_int_equal(vhdx_pread(img, b, 4096, 64 * MB - 4096), 0);
 		assert_true(vdisk_is_zero(b, 4096));
@@ -862,7 +849,7 @@ static void test_bat_unmapped_offset(void **state)
 		assert_int_equal(vhdx_pwrite(img, buf, MB, 10 * MB), 0);
 		assert_int_equal(vhdx_close(img, &err), 0);
 		expect_base_ok(work);
-		img = open_img(work, VHDX_OPEN_RDONLY);
+		img = test_open_image(work, VHDX_OPEN_RDONLY);
 		memset(buf, 0, MB);
 		assert_int_equal(vhdx_pread(img, buf, MB, 10 * MB), 0);
 		uint8_t *want = malloc(MB);
@@ -879,13 +866,13 @@ static void test_bat_unmapped_offset(void **state)
 		fresh(base, work);
 		poke64(work, BASE_BAT + 8 * 10, (7 * MB) | VHDX_BLOCK_UNMAPPED);
 		poke64(work, BASE_BAT + 8 * 11, (7 * MB) | VHDX_BLOCK_UNMAPPED);
-		img = open_img(work, 0);
+		img = test_open_image(work, 0);
 		pattern(buf, MB, 1010);
 		assert_int_equal(vhdx_pwrite(img, buf, MB, 10 * MB), 0);
 		pattern(buf, MB, 1011);
 		assert_int_equal(vhdx_pwrite(img, buf, MB, 11 * MB), 0);
 		assert_int_equal(vhdx_close(img, NULL), 0);
-		img = open_img(work, VHDX_OPEN_RDONLY);
+		img = test_open_image(work, VHDX_OPEN_RDONLY);
 		for (unsigned b = 10; b <= 11; b++) {
 			pattern(want, MB, 1000 + b);
 			assert_int_equal(vhdx_pread(img, buf, MB, b * MB), 0);
@@ -954,7 +941,7 @@ static void make_dirty(const char *path)
 	uint8_t buf[8192];
 
 	fresh(base, path);
-	img = open_img(path, 0);
+	img = test_open_image(path, 0);
 	pattern(buf, sizeof(buf), 555);
 	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 10 * MB), 0);
 	assert_int_equal(vhdx_flush(img), 0);
@@ -989,7 +976,7 @@ static void test_log(void **state)
 	make_dirty(work);
 	assert_int_equal(peek32(work, L), 0x65676f6c); /* "loge" */
 	assert_int_equal(peek32(work, L + 24), 1); /* one descriptor: the BAT page */
-	img = open_img(work, VHDX_OPEN_RDONLY);
+	img = test_open_image(work, VHDX_OPEN_RDONLY);
 	assert_true(img->log_replayed);
 	pattern(want, sizeof(want), 555);
 	assert_int_equal(vhdx_pread(img, got, sizeof(got), 10 * MB), 0);
@@ -1077,7 +1064,7 @@ static void test_log(void **state)
 		poke(work, L, first, sizeof(first));
 		poke(work, L + MB - 4096, e, 4096);
 		poke(work, L, e + 4096, 4096);
-		img2 = open_img(work, VHDX_OPEN_RDONLY);
+		img2 = test_open_image(work, VHDX_OPEN_RDONLY);
 		assert_true(img2->log_replayed);
 		pattern(want, sizeof(want), 555);
 		assert_int_equal(vhdx_pread(img2, got, sizeof(got), 10 * MB), 0);
@@ -1096,7 +1083,7 @@ static void test_log(void **state)
 	assert_false(res.log_was_dirty);
 	assert_int_equal(res.corruptions, 0);
 	expect_base_ok(work);
-	img = open_img(work, VHDX_OPEN_RDONLY);
+	img = test_open_image(work, VHDX_OPEN_RDONLY);
 	assert_false(img->log_replayed);
 	assert_int_equal(vhdx_pread(img, got, sizeof(got), 10 * MB), 0);
 	assert_memory_equal(want, got, sizeof(got));
@@ -1112,7 +1099,7 @@ static void test_child_ok(void **state)
 	uint8_t want[8192], got[8192];
 
 	fresh(child, workc);
-	img = open_img(workc, VHDX_OPEN_RDONLY);
+	img = test_open_image(workc, VHDX_OPEN_RDONLY);
 	assert_non_null(vhdx_parent(img));
 	pattern(want, 4096, 200);
 	assert_int_equal(vhdx_pread(img, got, 4096, MB + 512), 0);
@@ -1329,13 +1316,13 @@ static void test_child_parent_changed(void **state)
 	snprintf(saved, sizeof(saved), "%s.saved", cparent);
 	fresh(cparent, saved);
 	fresh(child, workc);
-	img = open_img(cparent, 0);
+	img = test_open_image(cparent, 0);
 	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 0), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
 	EXPECT_FAIL_CHAIN(workc, -EINVAL, "does not match", "DataWriteGuid");
 	/* an open that writes nothing keeps it valid */
 	fresh(saved, cparent);
-	img = open_img(cparent, 0);
+	img = test_open_image(cparent, 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
 	test_child_ok(state);
 	/* a parent with another logical sector size */

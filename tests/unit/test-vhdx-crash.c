@@ -36,19 +36,6 @@
 #define MB (1ULL << 20)
 #define DISK (2ULL << 30) /* 1 MiB blocks: four BAT pages are touched below */
 
-static struct vhdx_image *open_flags(const char *path, unsigned flags)
-{
-	struct vhdx_open_opts o;
-	struct vhdx_image *img = NULL;
-	struct vdisk_err err = { 0 };
-
-	vhdx_open_opts_init(&o, sizeof(o));
-	o.flags = flags;
-	if (vhdx_open(path, &o, &img, &err) < 0)
-		fail_msg("open %s: %s", path, err.msg);
-	return img;
-}
-
 
 /* Pattern data, 8 bytes per step (test_fill_pattern goes byte by byte: too slow here). */
 static void fill(void *buf, size_t len, uint64_t seed)
@@ -262,7 +249,7 @@ static struct vhdx_image *open_with_fault(const char *path, int n)
 
 	snprintf(v, sizeof(v), "%d", n);
 	setenv("VDISK_FAULT_INJECT_WRITES", v, 1);
-	img = open_flags(path, 0);
+	img = test_open_image(path, 0);
 	unsetenv("VDISK_FAULT_INJECT_WRITES");
 	return img;
 }
@@ -328,7 +315,7 @@ static void fault_loop(const char *pristine, const char *parent)
 		unlink(ro);
 		assert_int_equal(test_copy_file(crashed, ro), 0);
 		assert_int_equal(test_sha256_file(ro, h1), 0);
-		img = open_flags(ro, VHDX_OPEN_RDONLY);
+		img = test_open_image(ro, VHDX_OPEN_RDONLY);
 		dirty_runs += img->log_replayed;
 		verify(img, durable, attempted);
 		vhdx_close(img, NULL);
@@ -336,11 +323,11 @@ static void fault_loop(const char *pristine, const char *parent)
 		assert_string_equal(h1, h2);
 
 		/* writable: replayed on disk; then clean, and the same content */
-		img = open_flags(crashed, 0);
+		img = test_open_image(crashed, 0);
 		verify(img, durable, attempted);
 		assert_int_equal(vhdx_close(img, NULL), 0);
 		check_no_corruption(crashed, false);
-		img = open_flags(crashed, VHDX_OPEN_RDONLY);
+		img = test_open_image(crashed, VHDX_OPEN_RDONLY);
 		assert_false(img->log_replayed);
 		verify(img, durable, attempted);
 		vhdx_close(img, NULL);
@@ -348,7 +335,7 @@ static void fault_loop(const char *pristine, const char *parent)
 			fail_msg("qemu-img check fails after a crash at metadata write %u", n);
 		/* leaks (space allocated but never mapped) go away with repair, content stays */
 		check_no_corruption(crashed, true);
-		img = open_flags(crashed, VHDX_OPEN_RDONLY);
+		img = test_open_image(crashed, VHDX_OPEN_RDONLY);
 		verify(img, durable, attempted);
 		vhdx_close(img, NULL);
 		runs++;
@@ -383,7 +370,7 @@ static void test_fault_injection_child(void **state)
 	snprintf(parent, sizeof(parent), "%s", test_tmp_path("crash-parent.vhdx"));
 	snprintf(pristine, sizeof(pristine), "%s", test_tmp_path("crash-child.avhdx"));
 	test_create_image(parent, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, NULL);
-	p = open_flags(parent, 0);
+	p = test_open_image(parent, 0);
 	for (size_t r = 0; r < NREG; r++) {
 		base_content[r] = malloc(regions[r].len);
 		assert_non_null(base_content[r]);
@@ -424,7 +411,7 @@ static void big_write(struct vhdx_image *img, unsigned i, bool expect_ok, int *r
 
 static void big_verify(const char *path, bool all_new)
 {
-	struct vhdx_image *img = open_flags(path, VHDX_OPEN_RDONLY);
+	struct vhdx_image *img = test_open_image(path, VHDX_OPEN_RDONLY);
 	uint8_t want[4096], got[4096];
 	unsigned nnew = 0;
 
@@ -467,7 +454,7 @@ static void test_multi_entry_commit(void **state)
 	/* two log entries, each followed by its in-place pages; the first needs the header too */
 	assert_true(total - before >= BIG_N + 2);
 	big_verify(crashed, true);
-	img = open_flags(crashed, 0);
+	img = test_open_image(crashed, 0);
 	assert_true(img->log_replayed);
 	assert_int_equal(vhdx_close(img, NULL), 0);
 	big_verify(crashed, true);
@@ -486,7 +473,7 @@ static void test_multi_entry_commit(void **state)
 		flushed = vhdx_flush(img) == 0;
 		vhdx_abandon(img);
 		big_verify(crashed, flushed);
-		img = open_flags(crashed, 0);
+		img = test_open_image(crashed, 0);
 		assert_int_equal(vhdx_close(img, NULL), 0);
 		big_verify(crashed, flushed);
 		check_no_corruption(crashed, false);
@@ -507,7 +494,7 @@ static void test_log_wraps(void **state)
 	snprintf(path, sizeof(path), "%s", test_tmp_path("wrap.vhdx"));
 	snprintf(copy, sizeof(copy), "%s", test_tmp_path("wrap-ro.vhdx"));
 	test_create_image(path, VHDX_TYPE_DYNAMIC, BIG_DISK, 1 << 20, NULL);
-	img = open_flags(path, 0);
+	img = test_open_image(path, 0);
 	for (unsigned i = 0; i < rounds; i++) {
 		/* each commit: 3 BAT pages (+ descriptors) = 16 KiB of log */
 		for (unsigned k = 0; k < 3; k++) {
@@ -524,9 +511,9 @@ static void test_log_wraps(void **state)
 		if (pass == 0) {
 			unlink(copy);
 			assert_int_equal(test_copy_file(path, copy), 0);
-			img = open_flags(copy, VHDX_OPEN_RDONLY);
+			img = test_open_image(copy, VHDX_OPEN_RDONLY);
 		} else {
-			img = open_flags(path, 0);
+			img = test_open_image(path, 0);
 		}
 		assert_true(img->log_replayed);
 		for (unsigned i = 0; i < rounds; i++)
@@ -552,7 +539,7 @@ static void test_log_wraps(void **state)
  */
 static void compare_with_raw(const char *vhdx, const char *raw)
 {
-	struct vhdx_image *img = open_flags(vhdx, VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK);
+	struct vhdx_image *img = test_open_image(vhdx, VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK);
 	uint64_t size = vhdx_disk_size(img), off = 0;
 	uint8_t *a = malloc(MB), *b = malloc(MB);
 	struct vdisk_extent ext[64];
@@ -639,7 +626,7 @@ static void test_dirty_log_vs_qemu(void **state)
 	assert_int_equal(script[failed_at].kind, FLUSH);
 
 	assert_int_equal(test_sha256_file(path, h1), 0);
-	img = open_flags(path, VHDX_OPEN_RDONLY);
+	img = test_open_image(path, VHDX_OPEN_RDONLY);
 	assert_true(img->log_replayed);
 	/* the second flush's writes are there: the log entry was durable */
 	verify(img, failed_at + 1, failed_at + 1);
@@ -674,7 +661,7 @@ static void test_locks(void **state)
 	test_create_image(path, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
 	vhdx_open_opts_init(&o, sizeof(o));
 
-	w = open_flags(path, 0);
+	w = test_open_image(path, 0);
 	/* a second writer */
 	assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
 	assert_int_equal(err.code, -EBUSY);
@@ -700,8 +687,8 @@ static void test_locks(void **state)
 	assert_int_equal(vhdx_close(w, NULL), 0);
 
 	/* readers share */
-	r1 = open_flags(path, VHDX_OPEN_RDONLY);
-	r2 = open_flags(path, VHDX_OPEN_RDONLY);
+	r1 = test_open_image(path, VHDX_OPEN_RDONLY);
+	r2 = test_open_image(path, VHDX_OPEN_RDONLY);
 	vdisk_err_clear(&err);
 	o.flags = 0;
 	assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
@@ -709,7 +696,7 @@ static void test_locks(void **state)
 	vhdx_close(r1, NULL);
 	vhdx_close(r2, NULL);
 	/* all gone: a writer again */
-	w = open_flags(path, 0);
+	w = test_open_image(path, 0);
 	vhdx_close(w, NULL);
 
 	/* a child's parent is held shared: another child of it may read, nobody may write it */
@@ -720,8 +707,8 @@ static void test_locks(void **state)
 		snprintf(child2, sizeof(child2), "%s", test_tmp_path("lock-child2.avhdx"));
 		test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, path);
 		test_create_image(child2, VHDX_TYPE_DIFFERENCING, 0, 0, path);
-		c1 = open_flags(child, 0);
-		c2 = open_flags(child2, 0);
+		c1 = test_open_image(child, 0);
+		c2 = test_open_image(child2, 0);
 		vdisk_err_clear(&err);
 		assert_int_equal(vhdx_open(path, &o, &x, &err), -EBUSY);
 		vhdx_close(c1, NULL);
@@ -741,7 +728,7 @@ static void assert_untouched(const char *path, unsigned flags, bool do_reads)
 	uint8_t buf[65536];
 
 	assert_int_equal(test_sha256_file(path, h1), 0);
-	img = open_flags(path, flags);
+	img = test_open_image(path, flags);
 	if (do_reads) {
 		assert_int_equal(vhdx_pread(img, buf, sizeof(buf), 0), 0);
 		assert_int_equal(vhdx_pread(img, buf, 100, vhdx_disk_size(img) - 100), 0);
@@ -766,12 +753,12 @@ static void test_untouched(void **state)
 	test_create_image(dyn, VHDX_TYPE_DYNAMIC, 64 * MB, 0, NULL);
 	test_create_image(fixed, VHDX_TYPE_FIXED, 16 * MB, 0, NULL);
 	/* some content first, so there is a BAT and a used log */
-	img = open_flags(dyn, 0);
+	img = test_open_image(dyn, 0);
 	memset(buf, 0x5c, sizeof(buf));
 	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 40 * MB), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
 	test_create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, dyn);
-	img = open_flags(child, 0);
+	img = test_open_image(child, 0);
 	assert_int_equal(vhdx_pwrite(img, buf, 512, 41 * MB), 0);
 	assert_int_equal(vhdx_close(img, NULL), 0);
 
@@ -785,7 +772,7 @@ static void test_untouched(void **state)
 	{
 		char h1[65], h2[65];
 		assert_int_equal(test_sha256_file(dyn, h1), 0);
-		img = open_flags(child, 0);
+		img = test_open_image(child, 0);
 		assert_int_equal(vhdx_pwrite(img, buf, 4096, 0), 0);
 		assert_int_equal(vhdx_close(img, NULL), 0);
 		assert_int_equal(test_sha256_file(dyn, h2), 0);
