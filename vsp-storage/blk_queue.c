@@ -367,14 +367,16 @@ static uint64_t mono_ns(void)
  * time before sleeping on the engine, which submits what is queued first.
  * A sleeping worker would see them only at its next completion: on virtual
  * CPUs the two wake-ups per round trip leave the device idle in between.
- * Costs CPU only while busy. True when there is work to do.
+ * Costs CPU only while two or more requests are in flight. True when
+ * there is work to do.
  */
 static bool poll_briefly(struct vhost_vq *v)
 {
 	unsigned us = v->dev->exp->conf.poll_us;
 	uint64_t end;
 
-	if (us == 0 || v->broken)
+	/* a lone request: the guest is waiting for it, not about to send more */
+	if (us == 0 || v->broken || v->q.inflight_reqs < 2)
 		return false;
 	/* completions wait meanwhile: after a few hits in a row, reap them */
 	if (v->poll_hits >= VSP_POLL_HITS_MAX) {

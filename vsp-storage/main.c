@@ -155,7 +155,7 @@ static void usage(FILE *f)
 		"  --no-direct                     use the page cache (default O_DIRECT)\n"
 		"  --commit-interval S             commit written metadata S seconds after a\n"
 		"                                  write the guest did not flush (default 5, 0: off)\n"
-		"  --poll-us N                     vhost-user-blk: while requests are in flight, look\n"
+		"  --poll-us N                     vhost-user-blk: with 2+ requests in flight, look\n"
 		"                                  for new ones N microseconds before sleeping\n"
 		"                                  (default 32, 0: off)\n"
 		"  --name NAME                     export name (default: the image's file name)\n"
