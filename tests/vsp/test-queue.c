@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vdisk/vhdx.h>
+
+#include "helpers.h"
 
 #include "../../vsp-storage/config.c"
 #include "../../vsp-storage/queue.c"
@@ -267,18 +270,20 @@ static void vhdx(const char *dir, enum vdisk_engine_kind kind)
 
 int main(void)
 {
-	char dir[] = "/var/tmp/vsp-test-queue.XXXXXX";
 	static const enum vdisk_engine_kind kinds[] = { VDISK_ENGINE_IO_URING, VDISK_ENGINE_LIBAIO };
-	char cmd[600];
+	/* the unit tests' scratch folder (VDISK_TEST_TMPDIR: in the build tree, a real file system) */
+	char dir[512];
 
-	if (!mkdtemp(dir))
+	snprintf(dir, sizeof(dir), "%s", test_tmp_path("vsp-queue"));
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "mkdir %s: %s\n", dir, strerror(errno));
 		return 1;
+	}
 	for (unsigned k = 0; k < 2; k++) {
 		basic(dir, kinds[k]);
 		vhdx(dir, kinds[k]);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
+	if (test_system("rm -rf '%s'", dir) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
