@@ -16,21 +16,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 requires qemu-img --version
 requires strace -V
 
-# vsum IMG: XXH3-128 of the content (vdisk checksum: the fastest whole-disk compare here)
-vsum()
-{
-	local v
-	v=$(vdisk checksum "$1") || die "vdisk checksum $1 failed"
-	echo "${v%% *}"
-}
-
-# Hundreds of merges, each with ~20 fdatasync: on tmpfs when there is one (a kill is not a
-# power loss, so the page cache is what the next process sees either way).
-work=$SCRATCH
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then
-	work=$(mktemp -d /dev/shm/vdisk-merge-crash.XXXXXX)
-	cleanup_fn rm -rf "$work"
-fi
+# Hundreds of merges, each with ~20 fdatasync: on tmpfs when there is one.
+work=$(fast_scratch merge-crash)
+[ "$work" = "$SCRATCH" ] || cleanup_fn rm -rf "$work"
 orig=$work/orig
 mkdir "$orig"
 vdisk create --block-size 1M "$orig/base.vhdx" 16M || die "create base"

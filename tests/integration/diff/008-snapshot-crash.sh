@@ -14,18 +14,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/helpers.bash"
 requires strace -V
 
-vsum()
-{
-	local v
-	v=$(vdisk checksum "$1") || die "vdisk checksum $1 failed"
-	echo "${v%% *}"
-}
-
-work=$SCRATCH
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then
-	work=$(mktemp -d /dev/shm/vdisk-snapshot-crash.XXXXXX)
-	cleanup_fn rm -rf "$work"
-fi
+work=$(fast_scratch snapshot-crash)
+[ "$work" = "$SCRATCH" ] || cleanup_fn rm -rf "$work"
 orig=$work/orig
 w=$work/w
 mkdir "$orig"

@@ -16,13 +16,6 @@ seed=${VDISK_KILL_SEED:-$RANDOM}
 RANDOM=$seed
 log "VDISK_KILL_SEED=$seed"
 
-vsum()
-{
-	local v
-	v=$(vdisk checksum "$1") || die "vdisk checksum $1 failed"
-	echo "${v%% *}"
-}
-
 orig=$SCRATCH/orig
 w=$SCRATCH/w
 mkdir "$orig"

@@ -62,6 +62,27 @@ vdisk_sha()
 	vdisk read "$img" "$off" "$len" | sha256 || die "vdisk read $img $off $len failed"
 }
 
+# vsum IMG: XXH3-128 of the content (vdisk checksum: the fastest whole-disk compare here).
+vsum()
+{
+	local v
+	v=$(vdisk checksum "$1") || die "vdisk checksum $1 failed"
+	echo "${v%% *}"
+}
+
+# fast_scratch NAME: prints a new scratch folder on tmpfs when there is one (the caller removes it),
+# else $SCRATCH. For tests that run hundreds of fdatasync-heavy operations; a kill is not a
+# power loss, so the page cache is what the next process sees either way.
+fast_scratch()
+{
+	local d
+	if [ -d /dev/shm ] && [ -w /dev/shm ] && d=$(mktemp -d "/dev/shm/vdisk-$1.XXXXXX"); then
+		echo "$d"
+	else
+		echo "$SCRATCH"
+	fi
+}
+
 # assert_content IMG SHADOW [WHAT]: vdisk read of IMG equals the raw SHADOW, whole disk.
 assert_content()
 {
