@@ -425,8 +425,8 @@ int test_vhdx_sha256_path(const char *path, unsigned flags, char hex[65])
 #include <stddef.h>
 #include <cmocka.h>
 
-void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
-		       const char *parent)
+void test_create_image_sectors(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+			       uint32_t lsec, uint32_t psec, const char *parent)
 {
 	struct vhdx_create_opts o;
 	struct vdisk_err err = { 0 };
@@ -435,10 +435,18 @@ void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uin
 	o.type = type;
 	o.disk_size_bytes = size;
 	o.block_size_bytes = bs;
+	o.logical_sector_bytes = lsec;
+	o.physical_sector_bytes = psec;
 	o.parent_path = parent;
 	o.overwrite = true;
 	if (vhdx_create(path, &o, &err) < 0)
 		fail_msg("vhdx_create %s: %s", path, err.msg);
+}
+
+void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+		       const char *parent)
+{
+	test_create_image_sectors(path, type, size, bs, 0, 0, parent);
 }
 
 struct vhdx_image *test_open_image(const char *path, unsigned flags)

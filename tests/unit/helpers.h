@@ -22,6 +22,9 @@ int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * @parent when not NULL; fails the running cmocka test with the library's message otherwise. */
 void test_create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
 		       const char *parent);
+/* The same with sector sizes (0: the library's defaults). */
+void test_create_image_sectors(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
+			       uint32_t lsec, uint32_t psec, const char *parent);
 /* Opens @path with @flags (VHDX_OPEN_*); fails the test, with the library's message, if it cannot. */
 struct vhdx_image *test_open_image(const char *path, unsigned flags);
 

@@ -43,22 +43,6 @@ struct fixture {
 	uint32_t lsec;
 };
 
-static void create(const char *path, enum vhdx_type type, uint32_t lsec, const char *parent)
-{
-	struct vhdx_create_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_create_opts_init(&o, sizeof(o));
-	o.type = type;
-	o.disk_size_bytes = parent ? 0 : DISK;
-	o.block_size_bytes = 1 << 20;
-	o.logical_sector_bytes = parent ? 0 : lsec;
-	o.parent_path = parent;
-	o.overwrite = true;
-	if (vhdx_create(path, &o, &err) < 0)
-		fail_msg("vhdx_create %s: %s", path, err.msg);
-}
-
 static void print_finding(void *opaque, enum vhdx_check_severity sev, const char *msg)
 {
 	(void)opaque;
@@ -157,12 +141,12 @@ static void setup(struct fixture *f, uint32_t lsec)
 	snprintf(f->cpath, sizeof(f->cpath), "%s", test_tmp_path(name));
 	snprintf(name, sizeof(name), "order-%u.raw", lsec);
 	snprintf(f->rpath, sizeof(f->rpath), "%s", test_tmp_path(name));
-	create(f->ppath, VHDX_TYPE_DYNAMIC, lsec, NULL);
+	test_create_image_sectors(f->ppath, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, lsec, 0, NULL);
 	p = test_open_image(f->ppath, 0);
 	test_fill_pattern(f->pattern, DISK, 0x0d3a + lsec);
 	assert_int_equal(vhdx_pwrite(p, f->pattern, DISK, 0), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
-	create(f->cpath, VHDX_TYPE_DIFFERENCING, lsec, f->ppath);
+	test_create_image_sectors(f->cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, 0, f->ppath);
 }
 
 static void teardown(struct fixture *f)
@@ -312,7 +296,7 @@ static void write_done_contract(struct fixture *f)
 	/* an image without a parent: valid, changes nothing */
 	snprintf(dpath, sizeof(dpath), "%s", test_tmp_path(f->lsec == 512 ? "order-dynamic-512.vhdx"
 									  : "order-dynamic-4096.vhdx"));
-	create(dpath, VHDX_TYPE_DYNAMIC, f->lsec, NULL);
+	test_create_image_sectors(dpath, VHDX_TYPE_DYNAMIC, DISK, 1 << 20, f->lsec, 0, NULL);
 	d = test_open_image(dpath, 0);
 	allocate_and_write(d, MB, 8 * KB, f->pattern);
 	assert_int_equal(d->nr_sbm_dirty, 0);

@@ -46,23 +46,6 @@ static const char *unpack(const char *gz, const char *out)
 	return p;
 }
 
-static void create_image(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
-			 uint32_t lsec, const char *parent)
-{
-	struct vhdx_create_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_create_opts_init(&o, sizeof(o));
-	o.type = type;
-	o.disk_size_bytes = size;
-	o.block_size_bytes = bs;
-	o.logical_sector_bytes = lsec;
-	o.parent_path = parent;
-	o.overwrite = true;
-	if (vhdx_create(path, &o, &err) < 0)
-		fail_msg("vhdx_create %s: %s", path, err.msg);
-}
-
 /* ---- encode(decode(b)) == b over the fixed structures of one file ---- */
 
 static void roundtrip_file(const char *path)
@@ -180,10 +163,10 @@ static void test_roundtrip_created(void **state)
 	struct vdisk_err err = { 0 };
 	uint8_t data[8192];
 
-	create_image(dyn, VHDX_TYPE_DYNAMIC, 64 << 20, 1 << 20, 512, NULL);
-	create_image(dyn4k, VHDX_TYPE_DYNAMIC, 64 << 20, 32 << 20, 4096, NULL);
-	create_image(fixed, VHDX_TYPE_FIXED, 8 << 20, 1 << 20, 512, NULL);
-	create_image(child, VHDX_TYPE_DIFFERENCING, 0, 0, 0, dyn);
+	test_create_image_sectors(dyn, VHDX_TYPE_DYNAMIC, 64 << 20, 1 << 20, 512, 0, NULL);
+	test_create_image_sectors(dyn4k, VHDX_TYPE_DYNAMIC, 64 << 20, 32 << 20, 4096, 0, NULL);
+	test_create_image_sectors(fixed, VHDX_TYPE_FIXED, 8 << 20, 1 << 20, 512, 0, NULL);
+	test_create_image_sectors(child, VHDX_TYPE_DIFFERENCING, 0, 0, 0, 0, dyn);
 	roundtrip_file(dyn);
 	roundtrip_file(dyn4k);
 	roundtrip_file(fixed);

@@ -398,24 +398,6 @@ static void qemu_verdict(struct model *m)
 	unlink(raw);
 }
 
-static void create(const char *path, enum vhdx_type type, uint64_t size, uint32_t bs,
-		   uint32_t lsec, const char *parent)
-{
-	struct vhdx_create_opts o;
-	struct vdisk_err err = { 0 };
-
-	vhdx_create_opts_init(&o, sizeof(o));
-	o.type = type;
-	o.disk_size_bytes = size;
-	o.block_size_bytes = bs;
-	o.logical_sector_bytes = lsec;
-	o.physical_sector_bytes = 4096;
-	o.parent_path = parent;
-	o.overwrite = true;
-	if (vhdx_create(path, &o, &err) < 0)
-		fail_msg("vhdx_create %s: %s", path, err.msg);
-}
-
 static void model_plain(enum vhdx_type type, uint32_t bs, uint32_t lsec, uint64_t size,
 			unsigned salt)
 {
@@ -425,7 +407,7 @@ static void model_plain(enum vhdx_type type, uint32_t bs, uint32_t lsec, uint64_
 	rng_state = seed_for(salt);
 	snprintf(path, sizeof(path), "%s/model-%u.vhdx", test_tmp_path(""), salt);
 	m.path = path;
-	create(path, type, size, bs, lsec, NULL);
+	test_create_image_sectors(path, type, size, bs, lsec, 4096, NULL);
 	m.shadow = calloc(1, size);
 	assert_non_null(m.shadow);
 	run_model(&m, nr_ops(bs > MB ? 800 : 1200));
@@ -490,7 +472,7 @@ static void model_child(uint32_t pbs, uint32_t lsec, uint64_t psize, uint32_t cb
 	rng_state = seed_for(salt);
 	snprintf(ppath, sizeof(ppath), "%s", test_tmp_path("model-parent.vhdx"));
 	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("model-child.avhdx"));
-	create(ppath, VHDX_TYPE_DYNAMIC, psize, pbs, lsec, NULL);
+	test_create_image_sectors(ppath, VHDX_TYPE_DYNAMIC, psize, pbs, lsec, 4096, NULL);
 	m.size = csize ? csize : psize;
 	m.shadow = calloc(1, m.size);
 	assert_non_null(m.shadow);
@@ -566,7 +548,7 @@ static void test_translate_contract(void **state)
 
 	snprintf(path, sizeof(path), "%s", test_tmp_path("xlate.vhdx"));
 	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("xlate-child.avhdx"));
-	create(path, VHDX_TYPE_DYNAMIC, 16 * MB, 1 << 20, 512, NULL);
+	test_create_image_sectors(path, VHDX_TYPE_DYNAMIC, 16 * MB, 1 << 20, 512, 4096, NULL);
 	img = open_rw(path);
 	/* blocks 0 and 1 (allocated back to back), 3; 5 explicitly zero */
 	memset(buf, 0xa1, sizeof(buf));
@@ -665,7 +647,7 @@ static void test_translate_contract(void **state)
 	}
 
 	/* a child: its sectors layer 0, the parent's layer 1, unaligned ends clipped */
-	create(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, path);
+	test_create_image_sectors(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, 4096, path);
 	c = open_rw(cpath);
 	memset(buf, 0xc2, sizeof(buf));
 	assert_int_equal(vhdx_pwrite(c, buf, 1024, 512), 0); /* sectors 1-2 of block 0 */
@@ -745,12 +727,12 @@ static void test_child_chunk_boundary(void **state)
 	assert_true(shadow && buf);
 	snprintf(ppath, sizeof(ppath), "%s", test_tmp_path("chunk-parent.vhdx"));
 	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("chunk-child.avhdx"));
-	create(ppath, VHDX_TYPE_DYNAMIC, size, 1 << 20, 512, NULL);
+	test_create_image_sectors(ppath, VHDX_TYPE_DYNAMIC, size, 1 << 20, 512, 4096, NULL);
 	p = open_rw(ppath);
 	fill(shadow, 6 * MB, 4242);
 	assert_int_equal(vhdx_pwrite(p, shadow, 6 * MB, win), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
-	create(cpath, VHDX_TYPE_DIFFERENCING, 0, 0, 0, ppath);
+	test_create_image_sectors(cpath, VHDX_TYPE_DIFFERENCING, 0, 0, 0, 4096, ppath);
 
 	c = open_rw(cpath);
 	/* 10000 bytes over the boundary, unaligned at both ends */
@@ -924,16 +906,16 @@ static void test_threads(void **state)
 	assert_non_null(base);
 	snprintf(path, sizeof(path), "%s", test_tmp_path("threads.vhdx"));
 	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("threads.avhdx"));
-	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, NULL);
+	test_create_image_sectors(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, 4096, NULL);
 	threaded(path, 512, NULL);
 
 	/* a child over a parent full of data: bits of shared blocks set by several threads */
-	create(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, NULL);
+	test_create_image_sectors(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, 4096, NULL);
 	p = open_rw(path);
 	fill(base, NTHREADS * SPAN, 99);
 	assert_int_equal(vhdx_pwrite(p, base, NTHREADS * SPAN, 0), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
-	create(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, path);
+	test_create_image_sectors(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, 4096, path);
 	threaded(cpath, 512, base);
 	free(base);
 	unlink(cpath);
@@ -953,7 +935,7 @@ static void test_disk_interface(void **state)
 
 	snprintf(vpath, sizeof(vpath), "%s", test_tmp_path("disk.vhdx"));
 	snprintf(rpath, sizeof(rpath), "%s", test_tmp_path("disk.raw"));
-	create(vpath, VHDX_TYPE_DYNAMIC, 16 * MB, 1 << 20, 4096, NULL);
+	test_create_image_sectors(vpath, VHDX_TYPE_DYNAMIC, 16 * MB, 1 << 20, 4096, 4096, NULL);
 	fd = open(rpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 16 * MB), 0);
