@@ -80,21 +80,16 @@ done
 log "VDISK_FAULT_INJECT_WRITES: $((n - 1)) stops, all recovered"
 
 # 2. SIGKILL at every call of every syscall that changes files
-syscalls=(pwrite64 write ftruncate fallocate fdatasync fsync rename renameat renameat2 link
-	linkat unlink unlinkat fchmod fchmodat)
 fresh
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$SCRATCH/trace" -e trace="$(IFS=,; echo "${syscalls[*]}")" \
-	"$VDISK_BIN" merge "$w/mid.avhdx" || die "traced merge failed"
+strace_count "$SCRATCH/trace" "$VDISK_BIN" merge "$w/mid.avhdx" || die "traced merge failed"
 after_stop "a traced merge"
 kills=0
-for s in "${syscalls[@]}"; do
+for s in "${CHANGE_SYSCALLS[@]}"; do
 	calls=$(grep -cE "^[0-9]+ +$s\(" "$SCRATCH/trace" || :)
 	for ((k = 1; k <= calls; k++)); do
 		fresh
 		rc=0
-		# (in a subshell, so the shell's "Killed" notice goes to /dev/null too)
-		(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null -e trace="$s" -e inject="$s:signal=KILL:when=$k" \
-			"$VDISK_BIN" merge "$w/mid.avhdx"; exit $?) >/dev/null 2>&1 || rc=$?
+		strace_kill "$s" "$k" "$VDISK_BIN" merge "$w/mid.avhdx" || rc=$?
 		assert_eq "$rc" 137 "exit status of a merge killed at $s #$k"
 		after_stop "SIGKILL at $s #$k"
 		kills=$((kills + 1))

@@ -91,8 +91,6 @@ after_stop()
 	live_after=
 }
 
-syscalls=(pwrite64 write ftruncate fallocate fdatasync fsync rename renameat renameat2 link
-	linkat unlink unlinkat fchmod fchmodat)
 total=0
 for op in create delete-newest delete-older revert; do
 	case $op in
@@ -102,16 +100,14 @@ for op in create delete-newest delete-older revert; do
 	revert) args=(snapshot revert "$w/vm.vhdx" s1) ;;
 	esac
 	fresh
-	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$SCRATCH/trace" -e trace="$(IFS=,; echo "${syscalls[*]}")" \
-		"$VDISK_BIN" "${args[@]}" >/dev/null || die "traced $op failed"
+	strace_count "$SCRATCH/trace" "$VDISK_BIN" "${args[@]}" >/dev/null || die "traced $op failed"
 	kills=0
-	for s in "${syscalls[@]}"; do
+	for s in "${CHANGE_SYSCALLS[@]}"; do
 		calls=$(grep -cE "^[0-9]+ +$s\(" "$SCRATCH/trace" || :)
 		for ((k = 1; k <= calls; k++)); do
 			fresh
 			rc=0
-			(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null -e trace="$s" -e inject="$s:signal=KILL:when=$k" \
-				"$VDISK_BIN" "${args[@]}"; exit $?) >/dev/null 2>&1 || rc=$?
+			strace_kill "$s" "$k" "$VDISK_BIN" "${args[@]}" || rc=$?
 			assert_eq "$rc" 137 "exit status of $op killed at $s #$k"
 			after_stop "$op" "$op killed at $s #$k"
 			kills=$((kills + 1))

@@ -83,6 +83,31 @@ fast_scratch()
 	fi
 }
 
+# The syscalls that change files: the kill points of the strace crash tests.
+CHANGE_SYSCALLS=(pwrite64 write ftruncate fallocate fdatasync fsync rename renameat renameat2 link
+	linkat unlink unlinkat fchmod fchmodat)
+
+# strace_count TRACE CMD...: runs CMD under strace, logging every CHANGE_SYSCALLS call to TRACE.
+# (LeakSanitizer cannot run under ptrace.)
+strace_count()
+{
+	local trace=$1
+	shift
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$trace" \
+		-e trace="$(IFS=,; echo "${CHANGE_SYSCALLS[*]}")" "$@"
+}
+
+# strace_kill SYSCALL N CMD...: runs CMD, killed (SIGKILL) at its Nth call of SYSCALL; returns
+# CMD's exit status (137 when the kill happened). Output is discarded.
+strace_kill()
+{
+	local s=$1 n=$2
+	shift 2
+	# (in a subshell, so the shell's "Killed" notice goes to /dev/null too)
+	(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+		-e trace="$s" -e inject="$s:signal=KILL:when=$n" "$@"; exit $?) >/dev/null 2>&1
+}
+
 # assert_content IMG SHADOW [WHAT]: vdisk read of IMG equals the raw SHADOW, whole disk.
 assert_content()
 {
