@@ -35,6 +35,20 @@ const char *test_tmp_path(const char *name)
 	return b;
 }
 
+void test_fill_fast(void *buf, size_t len, uint64_t seed)
+{
+	uint8_t *p = buf;
+	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+		z ^= z >> 31;
+		memcpy(p + i, &z, len - i < 8 ? len - i : 8);
+	}
+}
+
 const char *test_shared_fixture(const char *name)
 {
 	static char b[600];

@@ -14,6 +14,8 @@ const char *test_shared_fixture(const char *name);
 const char *test_gunzip_fixture(const char *gz_name, const char *out_name);
 /* Deterministic pseudo-random bytes (xorshift) for test data. */
 void test_fill_pattern(void *buf, size_t len, uint64_t seed);
+/* The same kind of data 8 bytes per step (for large buffers; another sequence than the above). */
+void test_fill_fast(void *buf, size_t len, uint64_t seed);
 /* Runs a shell command; returns its exit status (or -1). */
 int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -37,21 +37,6 @@
 #define DISK (2ULL << 30) /* 1 MiB blocks: four BAT pages are touched below */
 
 
-/* Pattern data, 8 bytes per step (test_fill_pattern goes byte by byte: too slow here). */
-static void fill(void *buf, size_t len, uint64_t seed)
-{
-	uint8_t *p = buf;
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
-
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-		z ^= z >> 31;
-		memcpy(p + i, &z, MIN(8, len - i));
-	}
-}
-
 /* ---- the scenario ---- */
 
 enum op_kind { W, DISCARD, FLUSH };
@@ -114,7 +99,7 @@ static void shadow_apply(uint8_t *const sh[NREG], const struct op *o)
 	uint8_t *p = region_shadow(sh, o->off, o->len);
 
 	if (o->kind == W)
-		fill(p, o->len, o->seed);
+		test_fill_fast(p, o->len, o->seed);
 	else if (o->kind == DISCARD)
 		memset(p, 0, o->len);
 }
@@ -154,7 +139,7 @@ static unsigned run_script(struct vhdx_image *img, unsigned *ret_failed_at)
 		int r;
 
 		if (o->kind == W) {
-			fill(buf, o->len, o->seed);
+			test_fill_fast(buf, o->len, o->seed);
 			r = vhdx_pwrite(img, buf, o->len, o->off);
 		} else if (o->kind == DISCARD) {
 			r = vhdx_discard(img, o->off, o->len);
@@ -374,7 +359,7 @@ static void test_fault_injection_child(void **state)
 	for (size_t r = 0; r < NREG; r++) {
 		base_content[r] = malloc(regions[r].len);
 		assert_non_null(base_content[r]);
-		fill(base_content[r], regions[r].len, 5000 + r);
+		test_fill_fast(base_content[r], regions[r].len, 5000 + r);
 		/* the parent holds data everywhere in the regions but in one 64 KiB hole each */
 		memset(base_content[r] + regions[r].len / 2, 0, 65536);
 		assert_int_equal(vhdx_pwrite(p, base_content[r], regions[r].len, regions[r].off), 0);
@@ -403,7 +388,7 @@ static void big_write(struct vhdx_image *img, unsigned i, bool expect_ok, int *r
 {
 	uint8_t buf[4096];
 
-	fill(buf, sizeof(buf), 77000 + i);
+	test_fill_fast(buf, sizeof(buf), 77000 + i);
 	*ret = vhdx_pwrite(img, buf, sizeof(buf), (uint64_t)i * 512 * MB + (i % 7) * 4096);
 	if (expect_ok)
 		assert_int_equal(*ret, 0);
@@ -416,7 +401,7 @@ static void big_verify(const char *path, bool all_new)
 	unsigned nnew = 0;
 
 	for (unsigned i = 0; i < BIG_N; i++) {
-		fill(want, sizeof(want), 77000 + i);
+		test_fill_fast(want, sizeof(want), 77000 + i);
 		assert_int_equal(vhdx_pread(img, got, sizeof(got),
 					    (uint64_t)i * 512 * MB + (i % 7) * 4096),
 				 0);
@@ -498,7 +483,7 @@ static void test_log_wraps(void **state)
 	for (unsigned i = 0; i < rounds; i++) {
 		/* each commit: 3 BAT pages (+ descriptors) = 16 KiB of log */
 		for (unsigned k = 0; k < 3; k++) {
-			fill(buf, sizeof(buf), i * 3 + k);
+			test_fill_fast(buf, sizeof(buf), i * 3 + k);
 			assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf),
 						     ((uint64_t)(k * 120 + i % 120) * 512 + i / 120) * MB),
 					 0);
@@ -518,7 +503,7 @@ static void test_log_wraps(void **state)
 		assert_true(img->log_replayed);
 		for (unsigned i = 0; i < rounds; i++)
 			for (unsigned k = 0; k < 3; k++) {
-				fill(buf, sizeof(buf), i * 3 + k);
+				test_fill_fast(buf, sizeof(buf), i * 3 + k);
 				assert_int_equal(vhdx_pread(img, got, sizeof(got),
 							    ((uint64_t)(k * 120 + i % 120) * 512 +
 							     i / 120) * MB),
@@ -605,7 +590,7 @@ static void test_dirty_log_vs_qemu(void **state)
 		if (o->kind == FLUSH && ++flushes == 2)
 			before_flush2 = (unsigned)(1000000 - img->fail_after_writes);
 		if (o->kind == W) {
-			fill(buf, o->len, o->seed);
+			test_fill_fast(buf, o->len, o->seed);
 			assert_int_equal(vhdx_pwrite(img, buf, o->len, o->off), 0);
 		} else if (o->kind == DISCARD) {
 			assert_int_equal(vhdx_discard(img, o->off, o->len), 0);

@@ -73,21 +73,6 @@ static unsigned nr_ops(unsigned def)
 	return s && *s ? (unsigned)strtoul(s, NULL, 0) : def;
 }
 
-/* Pattern data, 8 bytes per step (test_fill_pattern goes byte by byte: too slow here). */
-static void fill(void *buf, size_t len, uint64_t seed)
-{
-	uint8_t *p = buf;
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
-
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-		z ^= z >> 31;
-		memcpy(p + i, &z, MIN(8, len - i));
-	}
-}
-
 /* ---- the recent operations, printed when something fails ---- */
 
 static char oplog[64][128];
@@ -220,7 +205,7 @@ static void op_write(struct model *m, unsigned i)
 	int r;
 
 	pick_range(m, below(2) ? 0 : m->lsec, &off, &len);
-	fill(m->buf2, len, rnd());
+	test_fill_fast(m->buf2, len, rnd());
 	note("pwrite %zu at %#llx", len, (unsigned long long)off);
 	r = vhdx_pwrite(m->img, m->buf2, len, off);
 	if (r < 0) {
@@ -482,7 +467,7 @@ static void model_child(uint32_t pbs, uint32_t lsec, uint64_t psize, uint32_t cb
 		uint64_t off = below(psize - 1) / lsec * lsec;
 		uint64_t want = (1 + below(MB)) / lsec * lsec + lsec; /* MIN evaluates twice */
 		size_t len = (size_t)MIN(MB, MIN(psize - off, want));
-		fill(data, len, rnd());
+		test_fill_fast(data, len, rnd());
 		int r = vhdx_pwrite(p, data, len, off);
 		if (r < 0)
 			fail_msg("parent: pwrite %zu at %#llx: %d", len, (unsigned long long)off, r);
@@ -729,18 +714,18 @@ static void test_child_chunk_boundary(void **state)
 	snprintf(cpath, sizeof(cpath), "%s", test_tmp_path("chunk-child.avhdx"));
 	test_create_image_sectors(ppath, VHDX_TYPE_DYNAMIC, size, 1 << 20, 512, 4096, NULL);
 	p = open_rw(ppath);
-	fill(shadow, 6 * MB, 4242);
+	test_fill_fast(shadow, 6 * MB, 4242);
 	assert_int_equal(vhdx_pwrite(p, shadow, 6 * MB, win), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
 	test_create_image_sectors(cpath, VHDX_TYPE_DIFFERENCING, 0, 0, 0, 4096, ppath);
 
 	c = open_rw(cpath);
 	/* 10000 bytes over the boundary, unaligned at both ends */
-	fill(buf, 10000, 1);
+	test_fill_fast(buf, 10000, 1);
 	assert_int_equal(vhdx_pwrite(c, buf, 10000, chunk - 5000 + 3), 0);
 	memcpy(shadow + (chunk - 5000 + 3 - win), buf, 10000);
 	/* whole sectors right at the boundary, and a write-zeroes across it */
-	fill(buf, 4096, 2);
+	test_fill_fast(buf, 4096, 2);
 	assert_int_equal(vhdx_pwrite(c, buf, 4096, chunk + 512 * 40), 0);
 	memcpy(shadow + (chunk + 512 * 40 - win), buf, 4096);
 	assert_int_equal(vhdx_write_zeroes(c, chunk - 512 * 3, 512 * 2), 0);
@@ -808,7 +793,7 @@ static void *writer(void *arg)
 		uint64_t off = (x % SPAN) / w->lsec * w->lsec;
 		size_t len = (size_t)MIN(((x >> 32) % (256 * 1024)) / w->lsec * w->lsec + w->lsec,
 					 SPAN - off);
-		fill(buf, len, x);
+		test_fill_fast(buf, len, x);
 		int r = vhdx_pwrite(w->img, buf, len, w->base + off);
 		if (r < 0)
 			w->err = r;
@@ -912,7 +897,7 @@ static void test_threads(void **state)
 	/* a child over a parent full of data: bits of shared blocks set by several threads */
 	test_create_image_sectors(path, VHDX_TYPE_DYNAMIC, 64 * MB, 1 << 20, 512, 4096, NULL);
 	p = open_rw(path);
-	fill(base, NTHREADS * SPAN, 99);
+	test_fill_fast(base, NTHREADS * SPAN, 99);
 	assert_int_equal(vhdx_pwrite(p, base, NTHREADS * SPAN, 0), 0);
 	assert_int_equal(vhdx_close(p, NULL), 0);
 	test_create_image_sectors(cpath, VHDX_TYPE_DIFFERENCING, 0, 1 << 20, 0, 4096, path);
@@ -957,7 +942,7 @@ static void test_disk_interface(void **state)
 	assert_int_equal(vdisk_disk_size(d), 16 * MB);
 	assert_int_equal(vdisk_disk_logical_sector(d), 4096);
 	assert_int_equal(vdisk_disk_physical_sector(d), 4096);
-	fill(buf, sizeof(buf), 3);
+	test_fill_fast(buf, sizeof(buf), 3);
 	assert_int_equal(vdisk_disk_pwrite(d, buf, sizeof(buf), MB + 4096), 0);
 	assert_int_equal(vdisk_disk_pread(d, got, sizeof(got), MB + 4096), 0);
 	assert_memory_equal(buf, got, sizeof(got));
