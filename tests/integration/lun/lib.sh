@@ -46,6 +46,41 @@ new_loop()
 	printf -v "$var" %s "$dev"
 }
 
+# new_loop_avoiding VAR FILE AVOID-DEVS [LOSETUP-ARGS...]: like new_loop, but VAR never lands on
+# one of the space-separated AVOID-DEVS. Free numbers among them are first taken by small
+# filler files attached to them by name; if a parallel test frees one afterwards and FILE lands
+# there anyway, that attachment is undone, a filler takes the number, and FILE is tried again.
+new_loop_avoiding()
+{
+	local var=$1 file=$2 avoid=$3 dev i
+	shift 3
+	for dev in $avoid; do
+		_occupy "$dev"
+	done
+	for ((i = 0; i < 20; i++)); do
+		new_loop "$var" "$file" "$@"
+		dev=${!var}
+		case " $avoid " in
+		*" $dev "*) ;;
+		*) return 0 ;;
+		esac
+		loop_detach "$dev" "$(readlink -f "$file")"
+		_occupy "$dev"
+	done
+	die "$file kept landing on one of $avoid"
+}
+
+# _occupy DEV: attaches a fresh 1 MiB filler file to DEV by name, if DEV is free.
+_occupy()
+{
+	local filler
+	filler=$SCRATCH/filler-${1##*/}-$RANDOM.img
+	truncate -s 1M "$filler"
+	if losetup "$1" "$filler" 2>/dev/null; then
+		cleanup_fn loop_detach "$1" "$(readlink -f "$filler")"
+	fi
+}
+
 # umount_if DIR: unmounts DIR when it is mounted (a cleanup).
 umount_if()
 {
