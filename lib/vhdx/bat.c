@@ -330,7 +330,7 @@ static inline bool sbm_bit(const uint8_t *map, uint64_t bit)
 static uint64_t xlate_partial(struct vhdx_image *img, unsigned layer, uint64_t off, uint64_t len,
 			      uint64_t block_off, struct xlate *o)
 {
-	uint64_t sec = off / img->lsec, end = (off + len) / img->lsec;
+	uint64_t sec = off >> img->lsec_shift, end = (off + len) >> img->lsec_shift;
 	const uint8_t *map = img->sbm[sec / VHDX_SECTORS_PER_CHUNK];
 	uint64_t done = 0;
 
@@ -343,11 +343,11 @@ static uint64_t xlate_partial(struct vhdx_image *img, unsigned layer, uint64_t o
 		uint64_t s = sec, v, rl, got;
 		while (sec < end && sbm_bit(map, sec % VHDX_SECTORS_PER_CHUNK) == here)
 			sec++;
-		v = s * img->lsec;
-		rl = (sec - s) * img->lsec;
+		v = s << img->lsec_shift;
+		rl = (sec - s) << img->lsec_shift;
 		if (here)
 			got = emit(o, v, rl, VDISK_EXTENT_DATA, img->fd,
-				   block_off + v % img->block_size, layer) ? rl : 0;
+				   block_off + (v & (img->block_size - 1)), layer) ? rl : 0;
 		else
 			got = xlate_parent(img, layer, v, rl, o);
 		done += got;
@@ -363,10 +363,9 @@ static uint64_t xlate(struct vhdx_image *img, unsigned layer, uint64_t off, uint
 	uint64_t done = 0;
 
 	while (done < len && !o->error) {
-		uint64_t v = off + done, b = v / img->block_size;
-		uint64_t inb = v % img->block_size, run = MIN(len - done, img->block_size - inb);
-		uint64_t e = __atomic_load_n(&img->bat[vhdx_bat_index(b, img->chunk_ratio)],
-					     __ATOMIC_ACQUIRE);
+		uint64_t v = off + done, b = v >> img->block_shift;
+		uint64_t inb = v & (img->block_size - 1), run = MIN(len - done, img->block_size - inb);
+		uint64_t e = __atomic_load_n(&img->bat[b + (b >> img->chunk_shift)], __ATOMIC_ACQUIRE);
 		uint64_t got = run;
 
 		switch (e & VHDX_BAT_STATE_MASK) {

@@ -199,6 +199,7 @@ struct vhdx_image {
 
 	/* BAT, in CPU order; entries accessed atomically */
 	uint32_t chunk_ratio;
+	uint8_t block_shift, lsec_shift, chunk_shift; /* log2 of block_size, lsec, chunk_ratio */
 	uint64_t nr_blocks;
 	uint64_t nr_chunks;
 	uint64_t bat_entries; /* capacity: bat_length / 8 */
