@@ -7,6 +7,7 @@
 #ifndef VDISK_DISK_H
 #define VDISK_DISK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -32,6 +33,38 @@ struct vdisk_disk;
 /* Opens @path as @fmt (AUTO probes). Returns 0 or -errno with @err set. */
 VDISK_API int vdisk_disk_open(const char *path, enum vdisk_format fmt, unsigned flags,
 			      struct vdisk_disk **ret_disk, struct vdisk_err *err);
+
+/*
+ * Options of vdisk_disk_open_opts(). Fill with vdisk_disk_opts_init() first:
+ * fields are only appended, and the library reads only the first
+ * @struct_size bytes, so a program built against an older header keeps
+ * working.
+ */
+struct vdisk_disk_opts {
+	size_t struct_size;             /* sizeof(struct vdisk_disk_opts) as the caller knows it */
+	unsigned flags;                 /* VDISK_OPEN_* */
+	/*
+	 * VHDX chains: extra folders to look for a parent in, NULL-terminated,
+	 * tried in order after the parent locator's relative_path and the file
+	 * name of its absolute_win32_path in the child's folder. A candidate is
+	 * taken only when its DataWriteGuid matches the child's parent_linkage.
+	 * Borrowed for the duration of the call only. NULL: none.
+	 */
+	const char *const *search_dirs;
+};
+
+/* Fills @o with defaults (no flags, no search folders); @size is sizeof(*o). */
+VDISK_API void vdisk_disk_opts_init(struct vdisk_disk_opts *o, size_t size);
+
+/*
+ * vdisk_disk_open() with options: @o may be NULL (writable, defaults).
+ * Returns 0 or -errno with @err set; a parent found nowhere fails with
+ * -ENOENT and a message naming the child, its parent_linkage and the paths
+ * tried. Any thread; the handle then has the usual single-owner rules.
+ */
+VDISK_API int vdisk_disk_open_opts(const char *path, enum vdisk_format fmt,
+				   const struct vdisk_disk_opts *o, struct vdisk_disk **ret_disk,
+				   struct vdisk_err *err);
 /* Flushes and closes. Returns 0 or -errno. NULL-safe. */
 VDISK_API int vdisk_disk_close(struct vdisk_disk *d, struct vdisk_err *err);
 

@@ -67,16 +67,56 @@ static int raw_open(struct vdisk_disk *d, const char *path, unsigned flags, stru
 	return 0;
 }
 
-int vdisk_disk_open(const char *path, enum vdisk_format fmt, unsigned flags,
-		    struct vdisk_disk **ret_disk, struct vdisk_err *err)
+void vdisk_disk_opts_init(struct vdisk_disk_opts *o, size_t size)
 {
-	struct vdisk_disk *d = calloc(1, sizeof(*d));
+	struct vdisk_disk_opts d = { .struct_size = size };
+
+	memcpy(o, &d, MIN(size, sizeof(d)));
+}
+
+/* The caller's options, read no further than its struct_size; defaults for the rest. */
+static void copy_opts(struct vdisk_disk_opts *oc, const struct vdisk_disk_opts *o)
+{
+	vdisk_disk_opts_init(oc, sizeof(*oc));
+	if (o)
+		memcpy(oc, o, MIN(o->struct_size, sizeof(*oc)));
+	oc->struct_size = sizeof(*oc);
+}
+
+static int vhdx_disk_open(struct vdisk_disk *d, const char *path,
+			  const struct vdisk_disk_opts *o, struct vdisk_err *err)
+{
+	struct vhdx_open_opts vo;
+	int r;
+
+	vhdx_open_opts_init(&vo, sizeof(vo));
+	vo.flags = (d->readonly ? VHDX_OPEN_RDONLY : 0) |
+		   (o->flags & VDISK_OPEN_DIRECT ? VHDX_OPEN_DIRECT : 0) |
+		   (o->flags & VDISK_OPEN_NOLOCK ? VHDX_OPEN_NOLOCK : 0);
+	vo.search_dirs = o->search_dirs;
+	r = vhdx_open(path, &vo, &d->vhdx, err);
+	if (r < 0)
+		return r;
+	d->size = vhdx_disk_size(d->vhdx);
+	d->lsec = vhdx_logical_sector_size(d->vhdx);
+	d->psec = vhdx_physical_sector_size(d->vhdx);
+	return 0;
+}
+
+int vdisk_disk_open_opts(const char *path, enum vdisk_format fmt,
+			 const struct vdisk_disk_opts *opts, struct vdisk_disk **ret_disk,
+			 struct vdisk_err *err)
+{
+	struct vdisk_disk_opts o;
+	struct vdisk_disk *d;
 	int r = 0;
 
+	copy_opts(&o, opts);
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return vdisk_err_set(err, -ENOMEM, "out of memory");
 	d->fd = -1;
-	d->readonly = flags & VDISK_OPEN_RDONLY;
+	d->readonly = o.flags & VDISK_OPEN_RDONLY;
 	if (fmt == VDISK_FORMAT_AUTO) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -88,27 +128,26 @@ int vdisk_disk_open(const char *path, enum vdisk_format fmt, unsigned flags,
 		close(fd);
 	}
 	d->fmt = fmt;
-	if (fmt == VDISK_FORMAT_VHDX) {
-		struct vhdx_open_opts o;
-		vhdx_open_opts_init(&o, sizeof(o));
-		o.flags = (d->readonly ? VHDX_OPEN_RDONLY : 0) |
-			  (flags & VDISK_OPEN_DIRECT ? VHDX_OPEN_DIRECT : 0) |
-			  (flags & VDISK_OPEN_NOLOCK ? VHDX_OPEN_NOLOCK : 0);
-		r = vhdx_open(path, &o, &d->vhdx, err);
-		if (r == 0) {
-			d->size = vhdx_disk_size(d->vhdx);
-			d->lsec = vhdx_logical_sector_size(d->vhdx);
-			d->psec = vhdx_physical_sector_size(d->vhdx);
-		}
-	} else {
-		r = raw_open(d, path, flags, err);
-	}
+	if (fmt == VDISK_FORMAT_VHDX)
+		r = vhdx_disk_open(d, path, &o, err);
+	else
+		r = raw_open(d, path, o.flags, err);
 	if (r < 0) {
 		vdisk_disk_close(d, NULL);
 		return r;
 	}
 	*ret_disk = d;
 	return 0;
+}
+
+int vdisk_disk_open(const char *path, enum vdisk_format fmt, unsigned flags,
+		    struct vdisk_disk **ret_disk, struct vdisk_err *err)
+{
+	struct vdisk_disk_opts o;
+
+	vdisk_disk_opts_init(&o, sizeof(o));
+	o.flags = flags;
+	return vdisk_disk_open_opts(path, fmt, &o, ret_disk, err);
 }
 
 int vdisk_disk_close(struct vdisk_disk *d, struct vdisk_err *err)
