@@ -75,6 +75,7 @@ enum {
 
 #define CLI_LONGOPT_HELP { "help", no_argument, NULL, CLI_OPT_HELP }
 #define CLI_OPT_SEARCH_DIR 0x1ff /* --search-dir, shared by the chain commands */
+#define CLI_LONGOPT_SEARCH_DIR { "search-dir", required_argument, NULL, CLI_OPT_SEARCH_DIR }
 #define CLI_LONGOPT_JSON { "json", no_argument, NULL, CLI_OPT_JSON }, \
 			 { "output", required_argument, NULL, CLI_OPT_OUTPUT }
 
@@ -121,6 +122,21 @@ int cli_parse_size_arg(const struct vdisk_cmd *cmd, const char *what, const char
 /* Opens @path with the format probed by content. 0, or reports the error and returns 1. */
 int cli_open_disk(const struct vdisk_cmd *cmd, const char *path, unsigned flags,
 		  struct vdisk_disk **ret_disk);
+
+/*
+ * cli_open_disk() that also looks for VHDX parents in @dirs (the --search-dir
+ * folders; NULL: none). 0, or reports the error and returns 1.
+ */
+int cli_open_chain(const struct vdisk_cmd *cmd, const char *path, unsigned flags,
+		   const struct cli_search_dirs *dirs, struct vdisk_disk **ret_disk);
+
+/*
+ * Parses the options of a command whose only ones are --search-dir DIR
+ * (repeatable, into @dirs) and --help. Returns -1 to go on, else the exit
+ * code (0 after --help, 64 after a usage error).
+ */
+int cli_parse_search_dirs_only(const struct vdisk_cmd *cmd, int argc, char **argv,
+			       struct cli_search_dirs *dirs);
 
 /* Flushes (when writable) and closes @d, reporting any error. 0 or 1. */
 int cli_close_disk(const struct vdisk_cmd *cmd, const char *path, struct vdisk_disk *d);

@@ -2,7 +2,9 @@
 /*
  * vdisk check: runs vhdx_check() on a VHDX image and prints its findings
  * and a summary in the words of qemu-img check. Exit status as qemu-img:
- * 0 clean, 1 the check could not run, 2 corruption, 3 leaks only.
+ * 0 clean, 1 the check could not run, 2 corruption, 3 leaks only. Like
+ * qemu-img, a differencing image whose parent chain cannot be opened (not
+ * found, even in the --search-dir folders, or not matching) fails with 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@ enum {
 static const struct option check_options[] = {
 	CLI_LONGOPT_JSON,
 	{ "repair", no_argument, NULL, OPT_REPAIR },
+	CLI_LONGOPT_SEARCH_DIR,
 	CLI_LONGOPT_HELP,
 	{ NULL, 0, NULL, 0 },
 };
@@ -172,7 +175,40 @@ static int require_vhdx(const struct vdisk_cmd *cmd, const char *path)
 	return 0;
 }
 
-static int run_check(const struct vdisk_cmd *cmd, const char *path, bool json, bool repair)
+/*
+ * A differencing image's parents must be there and match: opens the chain
+ * read-only, without locks (like the check itself, it may run on an image in
+ * use). An image that cannot even be opened alone was reported by the check.
+ * 0, or reports the error and returns 1.
+ */
+static int check_chain(const struct vdisk_cmd *cmd, const char *path,
+		       const struct cli_search_dirs *dirs)
+{
+	struct vdisk_err err = { 0 };
+	struct vhdx_open_opts o;
+	struct vhdx_image *img;
+	struct vhdx_info info;
+	int r;
+
+	vhdx_open_opts_init(&o, sizeof(o));
+	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK | VHDX_OPEN_NO_PARENT;
+	if (vhdx_open(path, &o, &img, &err) < 0)
+		return 0;
+	vhdx_get_info(img, &info);
+	vhdx_close(img, NULL);
+	if (!info.has_parent)
+		return 0;
+	o.flags &= ~(unsigned)VHDX_OPEN_NO_PARENT;
+	o.search_dirs = dirs->n ? dirs->dirs : NULL;
+	r = vhdx_open(path, &o, &img, &err);
+	if (r < 0)
+		return cli_fail_err(cmd, path, r, &err);
+	vhdx_close(img, NULL);
+	return 0;
+}
+
+static int run_check(const struct vdisk_cmd *cmd, const char *path, bool json, bool repair,
+		     const struct cli_search_dirs *dirs)
 {
 	struct check_ctx ctx = { .json = json };
 	struct vhdx_check_result res = { 0 };
@@ -191,7 +227,9 @@ static int run_check(const struct vdisk_cmd *cmd, const char *path, bool json, b
 		goto out_free;
 	}
 	end = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-	if (ctx.nomem)
+	if (res.corruptions == 0 && check_chain(cmd, path, dirs))
+		r = CLI_EXIT_FAIL;
+	else if (ctx.nomem)
 		r = cli_fail(cmd, "%s", strerror(ENOMEM));
 	else if (json && print_json(path, &res, &ctx, end, repair) < 0)
 		r = cli_fail(cmd, "writing the output failed");
@@ -208,6 +246,7 @@ out_free:
 
 int cmd_check(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	bool json = false, repair = false;
 	int c, r;
 
@@ -224,6 +263,11 @@ int cmd_check(const struct vdisk_cmd *cmd, int argc, char **argv)
 		case OPT_REPAIR:
 			repair = true;
 			break;
+		case CLI_OPT_SEARCH_DIR:
+			r = cli_search_dir_add(cmd, &dirs, optarg);
+			if (r)
+				return r;
+			break;
 		case CLI_OPT_HELP:
 			return CLI_EXIT_OK;
 		default:
@@ -233,5 +277,5 @@ int cmd_check(const struct vdisk_cmd *cmd, int argc, char **argv)
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
-	return run_check(cmd, argv[optind], json, repair);
+	return run_check(cmd, argv[optind], json, repair, &dirs);
 }

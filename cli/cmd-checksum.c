@@ -22,15 +22,11 @@
 #define SUM_SPLIT_EXTENTS 1024
 #define SUM_READAHEAD     (64u << 20)
 
-static const struct option checksum_options[] = {
-	CLI_LONGOPT_HELP,
-	{ NULL, 0, NULL, 0 },
-};
-
 struct sum_ctx {
 	XXH3_state_t *state;
 	char *buf;        /* SUM_CHUNK bytes for data */
 	const char *zero; /* SUM_CHUNK zero bytes */
+	struct cli_search_dirs dirs;
 };
 
 static int hash_zero(struct sum_ctx *s, uint64_t length)
@@ -107,7 +103,7 @@ static int checksum_file(const struct vdisk_cmd *cmd, struct sum_ctx *s, const c
 	XXH128_hash_t h;
 	int r;
 
-	r = cli_open_disk(cmd, path, VDISK_OPEN_RDONLY, &d);
+	r = cli_open_chain(cmd, path, VDISK_OPEN_RDONLY, &s->dirs, &d);
 	if (r)
 		return r;
 	r = hash_disk(cmd, s, d, path);
@@ -123,10 +119,11 @@ static int checksum_file(const struct vdisk_cmd *cmd, struct sum_ctx *s, const c
 int cmd_checksum(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
 	struct sum_ctx s = { 0 };
-	int c, i, r, ret = 0;
+	int i, r, ret = 0;
 
-	while ((c = cli_getopt(cmd, argc, argv, "", checksum_options)) != -1)
-		return c == CLI_OPT_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	r = cli_parse_search_dirs_only(cmd, argc, argv, &s.dirs);
+	if (r >= 0)
+		return r;
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;

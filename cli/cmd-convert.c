@@ -33,12 +33,13 @@ static const struct option convert_options[] = {
 	{ "output-format", required_argument, NULL, 'O' },
 	{ "type", required_argument, NULL, OPT_TYPE },
 	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+	CLI_LONGOPT_SEARCH_DIR,
 	CLI_LONGOPT_HELP,
 	{ NULL, 0, NULL, 0 },
 };
 
 static int parse_convert_options(const struct vdisk_cmd *cmd, int argc, char **argv,
-				 struct convert_opts *o)
+				 struct convert_opts *o, struct cli_search_dirs *dirs)
 {
 	int c, r = 0;
 
@@ -62,6 +63,9 @@ static int parse_convert_options(const struct vdisk_cmd *cmd, int argc, char **a
 		case OPT_BLOCK_SIZE:
 			r = cli_parse_block_size(cmd, optarg, &o->block_size);
 			o->vhdx_opts = true;
+			break;
+		case CLI_OPT_SEARCH_DIR: /* parents of SRC */
+			r = cli_search_dir_add(cmd, dirs, optarg);
 			break;
 		case CLI_OPT_HELP:
 			return -1;
@@ -152,11 +156,12 @@ static int check_distinct(const struct vdisk_cmd *cmd, const char *src, const ch
 int cmd_convert(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
 	struct convert_opts o = { .format = VDISK_FORMAT_VHDX, .type = VHDX_TYPE_DYNAMIC };
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	struct vdisk_disk *src, *dst;
 	const char *spath, *dpath;
 	int r;
 
-	r = parse_convert_options(cmd, argc, argv, &o);
+	r = parse_convert_options(cmd, argc, argv, &o, &dirs);
 	if (r)
 		return r < 0 ? CLI_EXIT_OK : r;
 	r = cli_check_nargs(cmd, argc - optind);
@@ -169,7 +174,7 @@ int cmd_convert(const struct vdisk_cmd *cmd, int argc, char **argv)
 		return r;
 	if (!o.progress)
 		o.progress = isatty(STDERR_FILENO);
-	r = cli_open_disk(cmd, spath, VDISK_OPEN_RDONLY, &src);
+	r = cli_open_chain(cmd, spath, VDISK_OPEN_RDONLY, &dirs, &src);
 	if (r)
 		return r;
 	if (o.format == VDISK_FORMAT_RAW)

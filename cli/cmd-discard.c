@@ -8,20 +8,17 @@
 
 #include "cli.h"
 
-static const struct option discard_options[] = {
-	CLI_LONGOPT_HELP,
-	{ NULL, 0, NULL, 0 },
-};
-
 int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	struct vdisk_disk *d;
 	uint64_t offset, length;
 	const char *path;
-	int c, r, r2;
+	int r, r2;
 
-	while ((c = cli_getopt(cmd, argc, argv, "", discard_options)) != -1)
-		return c == CLI_OPT_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	r = cli_parse_search_dirs_only(cmd, argc, argv, &dirs);
+	if (r >= 0)
+		return r;
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
@@ -31,7 +28,7 @@ int cmd_discard(const struct vdisk_cmd *cmd, int argc, char **argv)
 		r = cli_parse_size_arg(cmd, "LENGTH", argv[optind + 2], &length);
 	if (r)
 		return r;
-	r = cli_open_disk(cmd, path, 0, &d);
+	r = cli_open_chain(cmd, path, 0, &dirs, &d);
 	if (r)
 		return r;
 	r = cli_check_range(cmd, path, d, offset, length);

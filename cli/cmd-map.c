@@ -17,6 +17,7 @@
 
 static const struct option map_options[] = {
 	CLI_LONGOPT_JSON,
+	CLI_LONGOPT_SEARCH_DIR,
 	CLI_LONGOPT_HELP,
 	{ NULL, 0, NULL, 0 },
 };
@@ -122,13 +123,14 @@ static int walk(const struct vdisk_cmd *cmd, struct map_ctx *ctx, const char *pa
 	return 0;
 }
 
-static int show_map(const struct vdisk_cmd *cmd, const char *path, bool json)
+static int show_map(const struct vdisk_cmd *cmd, const char *path, bool json,
+		    const struct cli_search_dirs *dirs)
 {
 	struct map_ctx ctx = { .json = json, .layers = 1 };
 	struct vhdx_image *img;
 	int r;
 
-	r = cli_open_disk(cmd, path, VDISK_OPEN_RDONLY, &ctx.d);
+	r = cli_open_chain(cmd, path, VDISK_OPEN_RDONLY, dirs, &ctx.d);
 	if (r)
 		return r;
 	for (img = vdisk_disk_vhdx(ctx.d); img && vhdx_parent(img); img = vhdx_parent(img))
@@ -152,6 +154,7 @@ static int show_map(const struct vdisk_cmd *cmd, const char *path, bool json)
 
 int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	bool json = false;
 	int c, r;
 
@@ -165,6 +168,11 @@ int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv)
 			if (r)
 				return r;
 			break;
+		case CLI_OPT_SEARCH_DIR:
+			r = cli_search_dir_add(cmd, &dirs, optarg);
+			if (r)
+				return r;
+			break;
 		case CLI_OPT_HELP:
 			return CLI_EXIT_OK;
 		default:
@@ -174,5 +182,5 @@ int cmd_map(const struct vdisk_cmd *cmd, int argc, char **argv)
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
-	return show_map(cmd, argv[optind], json);
+	return show_map(cmd, argv[optind], json, &dirs);
 }

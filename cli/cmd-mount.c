@@ -4,11 +4,19 @@
  * parsing for the FUSE front end (fuse/), which does the work. The mount
  * point then holds `disk` and one `pN` file per partition; --fs PART also
  * mounts that partition's file system on DIR through a loop device.
+ * --search-dir folders are made absolute here: the background server runs
+ * in /.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "vfuse.h"
+
+/* fuse/mount.c: the --search-dir folders for the next vfuse_mount(); NULL-terminated, absolute. */
+void vfuse_set_search_dirs(const char *const *dirs);
 
 enum {
 	OPT_RW = CLI_OPT_FIRST_PRIVATE,
@@ -23,6 +31,7 @@ static const struct option mount_options[] = {
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "debug", no_argument, NULL, 'd' },
 	{ "fs", required_argument, NULL, OPT_FS },
+	CLI_LONGOPT_SEARCH_DIR,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -31,8 +40,24 @@ static const struct option umount_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* Adds the absolute path of @dir to @dirs, its storage in @abs. 0 or an exit code. */
+static int add_search_dir(const struct vdisk_cmd *cmd, struct cli_search_dirs *dirs,
+			  char abs[][PATH_MAX], const char *dir)
+{
+	int r = cli_search_dir_add(cmd, dirs, dir);
+
+	if (r)
+		return r;
+	if (!realpath(dir, abs[dirs->n - 1]))
+		return cli_fail(cmd, "--search-dir %s: %s", dir, strerror(errno));
+	dirs->dirs[dirs->n - 1] = abs[dirs->n - 1];
+	return 0;
+}
+
 int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	static char abs[CLI_MAX_SEARCH_DIRS][PATH_MAX];
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	struct vfuse_opts o = { 0 };
 	struct vdisk_err err = { 0 };
 	int c, r, nargs;
@@ -54,6 +79,11 @@ int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv)
 		case OPT_FS:
 			o.fs_part = optarg;
 			break;
+		case CLI_OPT_SEARCH_DIR:
+			r = add_search_dir(cmd, &dirs, abs, optarg);
+			if (r)
+				return r;
+			break;
 		case CLI_OPT_HELP:
 			return CLI_EXIT_OK;
 		default:
@@ -71,6 +101,7 @@ int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv)
 	o.image = argv[optind];
 	o.mountpoint = argv[optind + 1];
 	o.fs_dir = o.fs_part ? argv[optind + 2] : NULL;
+	vfuse_set_search_dirs(dirs.n ? dirs.dirs : NULL);
 	r = vfuse_mount(&o, &err);
 	if (r < 0)
 		return cli_fail_err(cmd, o.image, r, &err);

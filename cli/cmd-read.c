@@ -13,11 +13,6 @@
 
 #define READ_CHUNK (4u << 20)
 
-static const struct option read_options[] = {
-	CLI_LONGOPT_HELP,
-	{ NULL, 0, NULL, 0 },
-};
-
 static int copy_out(const struct vdisk_cmd *cmd, const char *path, struct vdisk_disk *d,
 		    uint64_t offset, uint64_t length)
 {
@@ -47,13 +42,15 @@ static int copy_out(const struct vdisk_cmd *cmd, const char *path, struct vdisk_
 
 int cmd_read(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	struct vdisk_disk *d;
 	uint64_t offset, length;
 	const char *path;
-	int c, r;
+	int r;
 
-	while ((c = cli_getopt(cmd, argc, argv, "", read_options)) != -1)
-		return c == CLI_OPT_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	r = cli_parse_search_dirs_only(cmd, argc, argv, &dirs);
+	if (r >= 0)
+		return r;
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
@@ -63,7 +60,7 @@ int cmd_read(const struct vdisk_cmd *cmd, int argc, char **argv)
 		r = cli_parse_size_arg(cmd, "LENGTH", argv[optind + 2], &length);
 	if (r)
 		return r;
-	r = cli_open_disk(cmd, path, VDISK_OPEN_RDONLY, &d);
+	r = cli_open_chain(cmd, path, VDISK_OPEN_RDONLY, &dirs, &d);
 	if (r)
 		return r;
 	r = cli_check_range(cmd, path, d, offset, length);

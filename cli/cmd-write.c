@@ -13,11 +13,6 @@
 
 #define WRITE_CHUNK (4u << 20)
 
-static const struct option write_options[] = {
-	CLI_LONGOPT_HELP,
-	{ NULL, 0, NULL, 0 },
-};
-
 static int copy_in(const struct vdisk_cmd *cmd, const char *path, struct vdisk_disk *d,
 		   uint64_t offset)
 {
@@ -52,13 +47,15 @@ static int copy_in(const struct vdisk_cmd *cmd, const char *path, struct vdisk_d
 
 int cmd_write(const struct vdisk_cmd *cmd, int argc, char **argv)
 {
+	struct cli_search_dirs dirs = { { NULL }, 0 };
 	struct vdisk_disk *d;
 	uint64_t offset;
 	const char *path;
-	int c, r, r2;
+	int r, r2;
 
-	while ((c = cli_getopt(cmd, argc, argv, "", write_options)) != -1)
-		return c == CLI_OPT_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	r = cli_parse_search_dirs_only(cmd, argc, argv, &dirs);
+	if (r >= 0)
+		return r;
 	r = cli_check_nargs(cmd, argc - optind);
 	if (r)
 		return r;
@@ -66,7 +63,7 @@ int cmd_write(const struct vdisk_cmd *cmd, int argc, char **argv)
 	r = cli_parse_size_arg(cmd, "OFFSET", argv[optind + 1], &offset);
 	if (r)
 		return r;
-	r = cli_open_disk(cmd, path, 0, &d);
+	r = cli_open_chain(cmd, path, 0, &dirs, &d);
 	if (r)
 		return r;
 	r = copy_in(cmd, path, d, offset);

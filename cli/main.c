@@ -12,6 +12,8 @@
 #include "cli.h"
 
 #define OPT_JSON_HELP "  --json, --output=json       JSON output\n"
+#define OPT_SEARCH_DIR_HELP \
+	"  --search-dir DIR            look for parent images in DIR too (repeatable)\n"
 
 static const struct vdisk_cmd commands[] = {
 	{ "create", cmd_create, 1, 2,
@@ -31,41 +33,52 @@ static const struct vdisk_cmd commands[] = {
 	  OPT_JSON_HELP
 	  "  --chain                     open the parents too and show every layer, top first\n"
 	  "  --search-dir DIR            with --chain: look for parents in DIR too\n" },
-	{ "check", cmd_check, 1, 1, "[--json] [--repair] FILE",
+	{ "check", cmd_check, 1, 1, "[--json] [--repair] [--search-dir DIR]... FILE",
 	  "Check a VHDX image for corruption and leaked space (exit 0 clean, 2 corrupt, "
 	  "3 leaks)",
-	  OPT_JSON_HELP "  --repair                    fix what can be fixed\n" },
+	  OPT_JSON_HELP "  --repair                    fix what can be fixed\n"
+	  "  --search-dir DIR            look for parent images in DIR too (repeatable); a\n"
+	  "                              parent found nowhere fails the check (exit 1)\n" },
 	{ "convert", cmd_convert, 2, 2,
-	  "[-p] [-O vhdx|raw] [--type dynamic|fixed] [--block-size S] SRC DST",
+	  "[-p] [-O vhdx|raw] [--type dynamic|fixed] [--block-size S] [--search-dir DIR]... "
+	  "SRC DST",
 	  "Copy the virtual content of SRC into a new image DST, skipping zeros",
 	  "  -p, --progress              show a progress bar on stderr\n"
 	  "  -O, --output-format vhdx|raw\n"
 	  "                              format of DST (default vhdx)\n"
 	  "  --type dynamic|fixed        VHDX type of DST (default dynamic)\n"
-	  "  --block-size S              VHDX block size of DST\n" },
-	{ "read", cmd_read, 3, 3, "FILE OFFSET LENGTH",
-	  "Write LENGTH bytes of the virtual disk at OFFSET to stdout", "" },
-	{ "write", cmd_write, 2, 2, "FILE OFFSET",
-	  "Write stdin, until end of file, to the virtual disk at OFFSET", "" },
-	{ "discard", cmd_discard, 3, 3, "FILE OFFSET LENGTH",
-	  "Discard a range of the virtual disk; it reads as zeros afterwards", "" },
-	{ "map", cmd_map, 1, 1, "[--json] FILE",
-	  "List the data, zero and unallocated ranges of the virtual disk", OPT_JSON_HELP },
+	  "  --block-size S              VHDX block size of DST\n"
+	  "  --search-dir DIR            look for the parent images of SRC in DIR too\n"
+	  "                              (repeatable)\n" },
+	{ "read", cmd_read, 3, 3, "[--search-dir DIR]... FILE OFFSET LENGTH",
+	  "Write LENGTH bytes of the virtual disk at OFFSET to stdout", OPT_SEARCH_DIR_HELP },
+	{ "write", cmd_write, 2, 2, "[--search-dir DIR]... FILE OFFSET",
+	  "Write stdin, until end of file, to the virtual disk at OFFSET", OPT_SEARCH_DIR_HELP },
+	{ "discard", cmd_discard, 3, 3, "[--search-dir DIR]... FILE OFFSET LENGTH",
+	  "Discard a range of the virtual disk; it reads as zeros afterwards",
+	  OPT_SEARCH_DIR_HELP },
+	{ "map", cmd_map, 1, 1, "[--json] [--search-dir DIR]... FILE",
+	  "List the data, zero and unallocated ranges of the virtual disk",
+	  OPT_JSON_HELP OPT_SEARCH_DIR_HELP },
 	{ "serve", cmd_serve, 0, -1,
 	  "[--nbd ADDR] [--vhost-user-blk SOCKET] [OPTIONS] IMAGE | [--map FILE] --vm VM",
 	  "Serve a disk over NBD and vhost-user-blk (runs vsp-storage; see vsp-storage --help)",
-	  "" },
-	{ "checksum", cmd_checksum, 1, -1, "FILE...",
-	  "Print the XXH3-128 hash of the virtual content, as xxhsum -H2 does", "" },
+	  "  --search-dir DIR            look for parent images in DIR too (repeatable;\n"
+	  "                              in a --config file: search-dir = DIR)\n" },
+	{ "checksum", cmd_checksum, 1, -1, "[--search-dir DIR]... FILE...",
+	  "Print the XXH3-128 hash of the virtual content, as xxhsum -H2 does",
+	  OPT_SEARCH_DIR_HELP },
 	{ "mount", cmd_mount, 2, 3,
-	  "[--rw] [--allow-other] [-f] [-d] [--fs PART] IMAGE MOUNTPOINT [DIR]",
+	  "[--rw] [--allow-other] [-f] [-d] [--fs PART] [--search-dir DIR]... IMAGE MOUNTPOINT "
+	  "[DIR]",
 	  "Show IMAGE on MOUNTPOINT as the files disk, p1, p2... (one per partition)",
 	  "  --rw                        writable, with an exclusive lock (default read-only)\n"
 	  "  --allow-other               let other users use the mount\n"
 	  "  -f, --foreground            serve in the foreground until unmounted\n"
 	  "  -d, --debug                 print every FUSE request (implies -f)\n"
 	  "  --fs PART                   (root) also mount the file system of partition\n"
-	  "                              PART (1, p1 or disk) on DIR, through a loop device\n" },
+	  "                              PART (1, p1 or disk) on DIR, through a loop device\n"
+	  OPT_SEARCH_DIR_HELP },
 	{ "umount", cmd_umount, 1, 1, "MOUNTPOINT",
 	  "Take down a vdisk mount (and --fs file systems on it) once the image is closed",
 	  "" },

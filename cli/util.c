@@ -130,16 +130,48 @@ int cli_parse_size_arg(const struct vdisk_cmd *cmd, const char *what, const char
 	return 0;
 }
 
-int cli_open_disk(const struct vdisk_cmd *cmd, const char *path, unsigned flags,
-		  struct vdisk_disk **ret_disk)
+int cli_open_chain(const struct vdisk_cmd *cmd, const char *path, unsigned flags,
+		   const struct cli_search_dirs *dirs, struct vdisk_disk **ret_disk)
 {
 	struct vdisk_err err = { 0 };
+	struct vdisk_disk_opts o;
 	int r;
 
-	r = vdisk_disk_open(path, VDISK_FORMAT_AUTO, flags, ret_disk, &err);
+	vdisk_disk_opts_init(&o, sizeof(o));
+	o.flags = flags;
+	o.search_dirs = dirs && dirs->n ? dirs->dirs : NULL;
+	r = vdisk_disk_open_opts(path, VDISK_FORMAT_AUTO, &o, ret_disk, &err);
 	if (r < 0)
 		return cli_fail_err(cmd, path, r, &err);
 	return 0;
+}
+
+int cli_open_disk(const struct vdisk_cmd *cmd, const char *path, unsigned flags,
+		  struct vdisk_disk **ret_disk)
+{
+	return cli_open_chain(cmd, path, flags, NULL, ret_disk);
+}
+
+int cli_parse_search_dirs_only(const struct vdisk_cmd *cmd, int argc, char **argv,
+			       struct cli_search_dirs *dirs)
+{
+	static const struct option options[] = {
+		CLI_LONGOPT_SEARCH_DIR,
+		CLI_LONGOPT_HELP,
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, r;
+
+	while ((c = cli_getopt(cmd, argc, argv, "", options)) != -1) {
+		if (c == CLI_OPT_HELP)
+			return CLI_EXIT_OK;
+		if (c != CLI_OPT_SEARCH_DIR)
+			return CLI_EXIT_USAGE;
+		r = cli_search_dir_add(cmd, dirs, optarg);
+		if (r)
+			return r;
+	}
+	return -1;
 }
 
 int cli_close_disk(const struct vdisk_cmd *cmd, const char *path, struct vdisk_disk *d)
