@@ -3,7 +3,7 @@
  * The configuration file for serving many disks from one daemon: an INI
  * file with one [export NAME] section per disk (keys: image, format, nbd,
  * vhost-user-blk, queues, readonly, io-engine, direct, nbd-any-host,
- * commit-interval) and an
+ * commit-interval, poll-us, search-dir (repeatable)) and an
  * optional [daemon] section (log-level). `#` and `;` start comments. Errors
  * name the file, line and key.
  */
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "vsp-int.h"
 
@@ -24,6 +25,20 @@ void vsp_export_conf_init(struct vsp_export_conf *c)
 	c->engine = VDISK_ENGINE_AUTO;
 	c->commit_secs = 5;
 	c->poll_us = VSP_POLL_US_DEFAULT;
+}
+
+int vsp_export_conf_add_search_dir(struct vsp_export_conf *c, const char *dir)
+{
+	struct stat st;
+
+	if (c->nr_search_dirs >= VSP_MAX_SEARCH_DIRS)
+		return -E2BIG;
+	if (strlen(dir) >= sizeof(c->search_dirs[0]))
+		return -ENAMETOOLONG;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	strcpy(c->search_dirs[c->nr_search_dirs++], dir);
+	return 0;
 }
 
 int vsp_config_add(struct vsp_config *cfg, const struct vsp_export_conf *c)
@@ -101,6 +116,8 @@ static int export_key(struct vsp_export_conf *c, const char *k, const char *v)
 		return copy_str(c->vhost, sizeof(c->vhost), v);
 	if (!strcmp(k, "format"))
 		return vdisk_format_parse(v, &c->format);
+	if (!strcmp(k, "search-dir"))
+		return vsp_export_conf_add_search_dir(c, v);
 	if (!strcmp(k, "io-engine"))
 		return vdisk_engine_kind_parse(v, &c->engine);
 	if (!strcmp(k, "readonly"))

@@ -72,16 +72,21 @@ static void notify(const char *state)
 
 int vsp_export_open(struct vsp_export *e)
 {
+	const char *dirs[VSP_MAX_SEARCH_DIRS + 1] = { NULL };
 	struct vdisk_err err = { 0 };
-	unsigned flags = 0;
+	struct vdisk_disk_opts o;
 	uint32_t ma, oa;
 	int r;
 
+	vdisk_disk_opts_init(&o, sizeof(o));
 	if (e->conf.readonly)
-		flags |= VDISK_OPEN_RDONLY;
+		o.flags |= VDISK_OPEN_RDONLY;
+	for (unsigned i = 0; i < e->conf.nr_search_dirs; i++)
+		dirs[i] = e->conf.search_dirs[i];
+	o.search_dirs = dirs;
 	/* O_DIRECT is applied on the data path (queue.c) through twin descriptors */
 	e->raw_fd = -1;
-	r = vdisk_disk_open(e->conf.image, e->conf.format, flags, &e->disk, &err);
+	r = vdisk_disk_open_opts(e->conf.image, e->conf.format, &o, &e->disk, &err);
 	if (r < 0) {
 		vsp_log(VSP_LOG_ERR, e->conf.name, "%s", err.msg);
 		return r;
@@ -152,6 +157,8 @@ static void usage(FILE *f)
 		"  --readonly                      serve read-only\n"
 		"  --io-engine io_uring|libaio|auto  I/O engine (default auto: io_uring, else libaio)\n"
 		"  --format auto|raw|vhdx          image format (default: probed)\n"
+		"  --search-dir DIR                look for VHDX parents in DIR too (after the\n"
+		"                                  child's folder; repeatable, up to %u)\n"
 		"  --no-direct                     use the page cache (default O_DIRECT)\n"
 		"  --commit-interval S             commit written metadata S seconds after a\n"
 		"                                  write the guest did not flush (default 5, 0: off)\n"
@@ -169,7 +176,7 @@ static void usage(FILE *f)
 		"  -q, --quiet                     errors and warnings only\n"
 		"  -h, --help                      this help\n"
 		"  -V, --version                   print the version\n",
-		VSP_DEFAULT_QUEUES, VSP_MAX_QUEUES);
+		VSP_DEFAULT_QUEUES, VSP_MAX_QUEUES, VSP_MAX_SEARCH_DIRS);
 }
 
 enum {
@@ -188,6 +195,7 @@ enum {
 	OPT_POLL,
 	OPT_MAP,
 	OPT_VM,
+	OPT_SEARCH_DIR,
 };
 
 static const struct option long_options[] = {
@@ -206,6 +214,7 @@ static const struct option long_options[] = {
 	{ "poll-us", required_argument, NULL, OPT_POLL },
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "vm", required_argument, NULL, OPT_VM },
+	{ "search-dir", required_argument, NULL, OPT_SEARCH_DIR },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -267,6 +276,18 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 			break;
 		case OPT_NO_DIRECT:
 			c.direct = false;
+			break;
+		case OPT_SEARCH_DIR:
+			switch (vsp_export_conf_add_search_dir(&c, optarg)) {
+			case 0:
+				break;
+			case -E2BIG:
+				return bad_usage("--search-dir: too many folders", optarg);
+			case -ENAMETOOLONG:
+				return bad_usage("--search-dir: too long", optarg);
+			default:
+				return bad_usage("--search-dir: not a folder", optarg);
+			}
 			break;
 		case OPT_NAME:
 			if (!*optarg || strlen(optarg) >= sizeof(c.name))

@@ -56,6 +56,7 @@ void vsp_log(int level, const char *ctx, const char *fmt, ...) __attribute__((fo
 
 #define VSP_POLL_US_DEFAULT 32
 #define VSP_POLL_US_MAX 1000
+#define VSP_MAX_SEARCH_DIRS 8
 
 struct vsp_export_conf {
 	char name[64];
@@ -70,6 +71,9 @@ struct vsp_export_conf {
 	unsigned poll_us;         /* vhost-user-blk: look for new requests this long before sleeping */
 	enum vdisk_format format;
 	enum vdisk_engine_kind engine;
+	/* --search-dir / search-dir: extra folders to look for VHDX parents in, in order */
+	char search_dirs[VSP_MAX_SEARCH_DIRS][PATH_MAX];
+	unsigned nr_search_dirs;
 };
 
 struct vsp_nbd_server;
@@ -116,6 +120,11 @@ struct vsp_config {
 };
 
 void vsp_export_conf_init(struct vsp_export_conf *c);
+/*
+ * Appends @dir to @c's parent search folders. 0, -ENOTDIR (not a folder),
+ * -E2BIG (more than VSP_MAX_SEARCH_DIRS) or -ENAMETOOLONG.
+ */
+int vsp_export_conf_add_search_dir(struct vsp_export_conf *c, const char *dir);
 /* Parses the configuration file at @path, appending exports to @cfg. 0 or -errno (logged). */
 int vsp_config_load(struct vsp_config *cfg, const char *path);
 int vsp_config_add(struct vsp_config *cfg, const struct vsp_export_conf *c);
