@@ -81,8 +81,21 @@ int vhdx_ident_decode(const uint8_t *buf, char *creator, size_t creator_len,
 	while (n < 256 && (buf[8 + 2 * n] || buf[9 + 2 * n]))
 		n++;
 	if (creator && creator_len) {
-		if (vhdx_utf16le_to_utf8(buf + 8, 2 * n, creator, creator_len) < 0)
-			creator[0] = '\0';
+		/* 256 UTF-16 units need up to 768 bytes of UTF-8: convert whole, then cut at
+		 * a character boundary to fit (a full-length creator is kept, shortened) */
+		char full[256 * 3 + 1];
+		size_t len;
+
+		if (vhdx_utf16le_to_utf8(buf + 8, 2 * n, full, sizeof(full)) < 0)
+			full[0] = '\0';
+		len = strlen(full);
+		if (len >= creator_len) {
+			len = creator_len - 1;
+			while (len && ((unsigned char)full[len] & 0xC0) == 0x80)
+				len--;
+		}
+		memcpy(creator, full, len);
+		creator[len] = '\0';
 	}
 	return 0;
 }

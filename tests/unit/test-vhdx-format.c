@@ -697,7 +697,14 @@ static void test_ident_and_log_hdr(void **state)
 	for (int i = 0; i < 256; i++)
 		put_le16(buf + 8 + 2 * i, 'c');
 	assert_int_equal(vhdx_ident_decode(buf, creator, sizeof(creator), NULL), 0);
-	assert_true(strlen(creator) <= 255);
+	assert_int_equal(strlen(creator), 255); /* kept, cut to fit */
+	assert_int_equal(creator[0], 'c');
+	/* 256 two-byte characters (512 bytes of UTF-8): cut at a character boundary */
+	for (int i = 0; i < 256; i++)
+		put_le16(buf + 8 + 2 * i, 0xE9);
+	assert_int_equal(vhdx_ident_decode(buf, creator, sizeof(creator), NULL), 0);
+	assert_int_equal(strlen(creator), 254);
+	assert_memory_equal(creator + 252, "\xc3\xa9", 2);
 
 	h.log_guid.b[3] = 0x5a;
 	vhdx_log_hdr_encode(&h, buf);
