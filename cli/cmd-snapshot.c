@@ -6,7 +6,9 @@
  * shows the snapshots of FILE's chain newest first, `revert` throws away
  * everything written after a snapshot and `delete` merges a snapshot's layer
  * away. The verb is the first positional argument; the options of every verb
- * are parsed together and then checked against the verb.
+ * are parsed together and then checked against the verb. Every verb first
+ * removes the FILE.vdisk-tmp-PID files an interrupted create or revert left
+ * beside FILE (vhdx_snapshot_clean), saying so on stderr.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +21,14 @@
 
 #include "cli.h"
 #include "json.h"
+
+/* In lib/vhdx/snapshot.c, declared here until include/vdisk/vhdx.h has them. */
+#define VHDX_SNAPSHOT_DELETING (1U << 0)
+typedef void (*vhdx_leftover_fn)(void *opaque, const char *file, long pid, int error);
+int vhdx_snapshot_list_flags(const char *path, struct vhdx_snapshot **ret, unsigned **ret_flags,
+			     unsigned *ret_n, struct vdisk_err *err);
+int vhdx_snapshot_clean(const char *path, vhdx_leftover_fn fn, void *opaque,
+			struct vdisk_err *err);
 
 enum {
 	OPT_NAME = CLI_OPT_FIRST_PRIVATE,
@@ -93,7 +103,12 @@ static uint64_t file_size(const char *path)
 	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-static int list_json(const struct vhdx_snapshot *v, unsigned n)
+static const char *status_of(unsigned flags)
+{
+	return flags & VHDX_SNAPSHOT_DELETING ? "deleting" : "ready";
+}
+
+static int list_json(const struct vhdx_snapshot *v, const unsigned *f, unsigned n)
 {
 	struct json_writer w;
 	char t[64];
@@ -110,13 +125,15 @@ static int list_json(const struct vhdx_snapshot *v, unsigned n)
 		json_u64(&w, "virtual-size", v[i].size_bytes);
 		json_u64(&w, "file-size", file_size(v[i].file));
 		json_string(&w, "parent", v[i].parent[0] ? v[i].parent : NULL);
+		json_string(&w, "status", status_of(f[i]));
 		json_object_end(&w);
 	}
 	json_array_end(&w);
 	return json_finish(&w);
 }
 
-static void list_human(const char *path, const struct vhdx_snapshot *v, unsigned n)
+static void list_human(const char *path, const struct vhdx_snapshot *v, const unsigned *f,
+		       unsigned n)
 {
 	char t[64], h[32];
 
@@ -124,12 +141,13 @@ static void list_human(const char *path, const struct vhdx_snapshot *v, unsigned
 		printf("%s has no snapshots\n", path);
 		return;
 	}
-	printf("%-24s %-20s %10s  %s\n", "NAME", "CREATED", "SIZE", "FILE (PARENT)");
+	/* (STATUS last: the file names before it vary in width) */
+	printf("%-24s %-20s %10s  %s  %s\n", "NAME", "CREATED", "SIZE", "FILE (PARENT)", "STATUS");
 	for (unsigned i = 0; i < n; i++) {
 		iso_time(v[i].created, t, sizeof(t));
-		printf("%-24s %-20s %10s  %s (%s)\n", v[i].name, t,
+		printf("%-24s %-20s %10s  %s (%s)  %s\n", v[i].name, t,
 		       cli_human_size(v[i].size_bytes, h, sizeof(h)), v[i].file,
-		       v[i].parent[0] ? v[i].parent : "base image");
+		       v[i].parent[0] ? v[i].parent : "base image", status_of(f[i]));
 	}
 }
 
@@ -137,17 +155,19 @@ static int snap_list(const struct vdisk_cmd *cmd, const char *path, bool json)
 {
 	struct vhdx_snapshot *v = NULL;
 	struct vdisk_err err = { 0 };
+	unsigned *f = NULL;
 	unsigned n = 0;
 	int r;
 
-	r = vhdx_snapshot_list(path, &v, &n, &err);
+	r = vhdx_snapshot_list_flags(path, &v, &f, &n, &err);
 	if (r < 0)
 		return cli_fail_err(cmd, path, r, &err);
 	if (json)
-		r = list_json(v, n) < 0 ? cli_fail(cmd, "writing the output failed") : 0;
+		r = list_json(v, f, n) < 0 ? cli_fail(cmd, "writing the output failed") : 0;
 	else
-		list_human(path, v, n);
+		list_human(path, v, f, n);
 	free(v);
+	free(f);
 	return r;
 }
 
@@ -164,6 +184,28 @@ static int snap_revert_delete(const struct vdisk_cmd *cmd, bool revert, const ch
 	if (r < 0)
 		return cli_fail_err(cmd, path, r, &err);
 	return CLI_EXIT_OK;
+}
+
+static void report_leftover(void *opaque, const char *file, long pid, int error)
+{
+	const struct vdisk_cmd *cmd = opaque;
+
+	if (error == 0)
+		fprintf(stderr,
+			"vdisk: %s: removed %s, left by an interrupted snapshot operation (process %ld is gone)\n",
+			cmd->name, file, pid);
+	else
+		fprintf(stderr, "vdisk: %s: cannot remove %s, left by process %ld: %s, ignoring\n",
+			cmd->name, file, pid, strerror(-error));
+}
+
+/*
+ * Removes what interrupted creates and reverts left beside @path. A failure
+ * to look (no such image, a broken chain) is left to the verb to report.
+ */
+static void clean_leftovers(const struct vdisk_cmd *cmd, const char *path)
+{
+	vhdx_snapshot_clean(path, report_leftover, (void *)cmd, NULL);
 }
 
 static int parse_snapshot_options(const struct vdisk_cmd *cmd, int argc, char **argv,
@@ -222,6 +264,7 @@ int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv)
 	if (strcmp(verb, "create") == 0 || strcmp(verb, "list") == 0) {
 		if (nargs != 1)
 			return cli_usage(cmd, "'snapshot %s' takes one FILE", verb);
+		clean_leftovers(cmd, argv[0]);
 		if (verb[0] == 'c')
 			return snap_create(cmd, argv[0], a.name);
 		return snap_list(cmd, argv[0], a.json);
@@ -229,6 +272,7 @@ int cmd_snapshot(const struct vdisk_cmd *cmd, int argc, char **argv)
 	if (strcmp(verb, "revert") == 0 || strcmp(verb, "delete") == 0) {
 		if (nargs != 2)
 			return cli_usage(cmd, "'snapshot %s' takes FILE and NAME", verb);
+		clean_leftovers(cmd, argv[0]);
 		return snap_revert_delete(cmd, verb[0] == 'r', argv[0], argv[1]);
 	}
 	return cli_usage(cmd, "unknown action '%s' (create, list, revert or delete)", verb);
