@@ -66,11 +66,15 @@ static int check_entry(struct vhdx_image *img, uint64_t idx, uint64_t e, uint64_
 	} else if (st != VHDX_BLOCK_FULLY_PRESENT && st != VHDX_BLOCK_PARTIALLY_PRESENT) {
 		return 0;
 	}
-	if (off == 0 || off >= fsize)
+	if (off == 0)
 		return vdisk_err_set(err, -EINVAL,
-				     "BAT entry %llu: file offset 0x%llx points %s end of file (0x%llx); the image has probably been truncated",
+				     "BAT entry %llu: state %u (%s) with file offset 0, which is the file's header area",
+				     (unsigned long long)idx, st, sb ? "sector bitmap present" : "data present");
+	if (off >= fsize)
+		return vdisk_err_set(err, -EINVAL,
+				     "BAT entry %llu: file offset 0x%llx points after the end of file (0x%llx); the image has probably been truncated",
 				     (unsigned long long)idx, (unsigned long long)off,
-				     off ? "after" : "before the data area, at", (unsigned long long)fsize);
+				     (unsigned long long)fsize);
 	what = block_collides(img, off, len);
 	if (what)
 		return vdisk_err_set(err, -EINVAL,
