@@ -68,11 +68,11 @@ static int check_entry(struct vhdx_image *img, uint64_t idx, uint64_t e, uint64_
 	}
 	if (off == 0)
 		return vdisk_err_set(err, -EINVAL,
-				     "BAT entry %llu: state %u (%s) with file offset 0, which is the file's header area",
+				     "BAT entry %llu: file offset 0x0 with state %u (%s) points into the file's header area",
 				     (unsigned long long)idx, st, sb ? "sector bitmap present" : "data present");
 	if (off >= fsize)
 		return vdisk_err_set(err, -EINVAL,
-				     "BAT entry %llu: file offset 0x%llx points after the end of file (0x%llx); the image has probably been truncated",
+				     "BAT entry %llu: file offset 0x%llx points after end of file (0x%llx); the image has probably been truncated",
 				     (unsigned long long)idx, (unsigned long long)off,
 				     (unsigned long long)fsize);
 	what = block_collides(img, off, len);
