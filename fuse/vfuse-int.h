@@ -70,7 +70,8 @@ struct vfuse {
 	bool is_vhdx;
 	bool rw;
 	bool foreground;
-	bool direct_io;             /* FOPEN_DIRECT_IO: no page cache on the mount */
+	bool direct_io;             /* FOPEN_DIRECT_IO for every open: no page cache on the mount */
+	bool direct_io_writable;    /* FOPEN_DIRECT_IO for writable opens (the default) */
 	unsigned readahead_kb;
 	uid_t uid;
 	gid_t gid;
