@@ -6,9 +6,11 @@
  * offset): libfuse splices their page-cache pages into /dev/fuse, so the
  * data crosses user space zero times. Otherwise (holes, no splice) the
  * extents are read into a per-thread bounce buffer and sent with one writev.
- * A write allocates its range (vdisk_disk_allocate) and copies the request
- * buffer straight into the returned extents with pwrite, or with splice when
- * libfuse received the request into a pipe, then reports the range written
+ * A write (from a writable open, which is direct_io: the kernel sends the
+ * writer's pages, not the mount's page cache) allocates its range
+ * (vdisk_disk_allocate) and copies the request buffer straight into the
+ * returned extents with pwrite, or with splice when libfuse received the
+ * request into a pipe, then reports the range written
  * (vdisk_disk_write_done: a child's sectors are marked present only once
  * their data is in the file) before replying. Unaligned writes of a VHDX
  * (which has sector-granular allocation) go through a read-modify-write
