@@ -8,7 +8,8 @@
 #    beside FILE, of a process that is gone and not a layer of FILE's chain is removed.
 # 2. `snapshot delete` killed at every kill point: the snapshot being deleted is listed with
 #    status "deleting" (table and JSON) whenever its file no longer reads as taken, revert to
-#    it is refused, libvhdi still opens the marked layer, and running the delete again
+#    it is refused, libvhdi still opens the marked layer and reads the image through it as
+#    vdisk does (qemu-img opens no differencing VHDX at all), and running the delete again
 #    finishes it, leaving the expected snapshots, files and content (also when the kill came
 #    after the merge re-linked the live image, leaving only the merged layer's removal).
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/helpers.bash"
 requires strace -V
 requires vhdiinfo -V
+requires vhdimount -V
 
 work=$(fast_scratch snapshot-leftovers)
 [ "$work" = "$SCRATCH" ] || cleanup_fn rm -rf "$work"
@@ -247,6 +249,9 @@ for op in delete-newest delete-older; do
 				vhdiinfo "$marked" >"$OUT" 2>&1 || die "vhdiinfo $marked after $what: $(cat "$OUT")"
 				grep -q "Differential" "$OUT" || die "vhdiinfo $marked after $what: $(cat "$OUT")"
 				if [ "$refused" = 0 ]; then
+					# libvhdi follows the chain through the marked layer
+					assert_eq "$(vhdi_sha "$w/vm.vhdx")" "$(vdisk_sha "$w/vm.vhdx")" \
+						"vm.vhdx read by libvhdi vs vdisk after $what"
 					expect_fail "snapshot \"$name\" is being deleted" \
 						vdisk snapshot revert "$w/vm.vhdx" "$name"
 					assert_eq "$(vsum "$w/vm.vhdx")" "$live" "content after the refused revert"
