@@ -373,7 +373,8 @@ static bool locator_is(const struct vhdx_image *img, const char *key, const stru
  * the chain was re-linked to P with that GUID, which the merge does only
  * after all of @cand's content is in P.
  */
-static bool merged_away(const char *cand, struct vhdx_image *top, const char *name)
+static bool merged_away(const char *cand, struct vhdx_image *top, const char *name,
+			struct vhdx_image **ret_into)
 {
 	struct vhdx_open_opts o;
 	struct vhdx_image *img;
@@ -392,6 +393,8 @@ static bool merged_away(const char *cand, struct vhdx_image *top, const char *na
 			const struct vdisk_guid *g = &x->parent->hdr.data_write_guid;
 			yes = locator_is(img, "parent_linkage2", g) &&
 			      locator_is(x, "parent_linkage", g);
+			if (yes)
+				*ret_into = x->parent;
 		}
 	}
 	vhdx_free(img);
@@ -402,6 +405,7 @@ static bool merged_away(const char *cand, struct vhdx_image *top, const char *na
 static int finish_merged_away(const char *path, struct vhdx_image *top, const char *name)
 {
 	char dbuf[PATH_MAX], file[PATH_MAX];
+	struct vhdx_image *into = NULL;
 	const char *dir;
 	struct dirent *de;
 	DIR *dh;
@@ -420,9 +424,11 @@ static int finish_merged_away(const char *path, struct vhdx_image *top, const ch
 		snprintf(file, sizeof(file), "%s/%s", dir, de->d_name);
 		for (struct vhdx_image *x = top; x; x = x->parent)
 			in_chain |= same_file(file, x->path);
-		if (in_chain || !merged_away(file, top, name))
+		if (in_chain || !merged_away(file, top, name, &into))
 			continue;
 		r = unlink(file) < 0 ? -errno : 0;
+		if (r == 0 && into != top)
+			chmod(into->path, 0444); /* the merge target is a frozen file again */
 	}
 	closedir(dh);
 	return r == 0 ? sync_dir_of(path) : r;

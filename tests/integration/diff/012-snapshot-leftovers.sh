@@ -71,13 +71,17 @@ check_snapshots()
 	done < <(vdisk snapshot list --json "$w/vm.vhdx" | jq -r '.[] | "\(.name) \(.file) \(.status)"')
 }
 
-# assert_files WHAT: the folder holds vm.vhdx and the listed snapshots' files, nothing else
+# assert_files WHAT: the folder holds vm.vhdx and the listed snapshots' files, nothing else,
+# and the snapshots' files are read-only again
 assert_files()
 {
-	local expect
+	local expect f
 	expect=$( (echo vm.vhdx
 		vdisk snapshot list --json "$w/vm.vhdx" | jq -r '.[].file | split("/") | last') | sort)
 	assert_eq "$(ls -A "$w" | sort | tr '\n' ' ')" "$(echo "$expect" | tr '\n' ' ')" "files after $1"
+	for f in $expect; do
+		[ "$f" = vm.vhdx ] || assert_eq "$(stat -c %a "$w/$f")" 444 "mode of $f after $1"
+	done
 }
 
 # ---- 1. leftovers of a killed create, removed by each verb in turn ----
