@@ -142,8 +142,15 @@ static bool linkage_matches(const struct vhdx_image *child, const struct vhdx_im
 static int open_parent(struct vhdx_image *img, const struct vhdx_open_opts *o, unsigned depth,
 		       dev_t *devs, ino_t *inos, struct vdisk_err *err)
 {
-	char cand[8][PATH_MAX];
-	int n = candidates(img, o, cand, 8);
+	int cap = 3, n;
+	for (const char *const *d = o->search_dirs; d && *d; d++)
+		cap++;
+	/* on the heap: one PATH_MAX per candidate, at every level of the recursion */
+	VDISK_AUTOFREE char(*cand)[PATH_MAX] = malloc((size_t)cap * PATH_MAX);
+
+	if (!cand)
+		return vdisk_err_set(err, -ENOMEM, "out of memory");
+	n = candidates(img, o, cand, cap);
 	unsigned max_depth = o->max_chain_depth ? o->max_chain_depth : DEFAULT_MAX_DEPTH;
 	const char *linkage = vhdx_locator_get(img->locator, "parent_linkage");
 	struct vdisk_err mismatch = { 0 };

@@ -110,6 +110,27 @@ static void test_found_in_search_dir(void **state)
 	assert_int_equal(vdisk_disk_close(d, &err), 0);
 }
 
+/* Sixteen folders (the CLI's limit), the parent only in the last: every one is tried. */
+static void test_many_search_dirs(void **state)
+{
+	const char *dirs[17];
+	struct vdisk_err err = { 0 };
+	struct vdisk_disk *d = NULL;
+	struct vdisk_disk_opts o;
+
+	(void)state;
+	for (int i = 0; i < 15; i++)
+		dirs[i] = vm_dir;
+	dirs[15] = away_dir;
+	dirs[16] = NULL;
+	vdisk_disk_opts_init(&o, sizeof(o));
+	o.flags = VDISK_OPEN_RDONLY;
+	o.search_dirs = dirs;
+	assert_int_equal(vdisk_disk_open_opts(child, VDISK_FORMAT_AUTO, &o, &d, &err), 0);
+	assert_bytes(d, 0, 0xB1);
+	assert_int_equal(vdisk_disk_close(d, &err), 0);
+}
+
 static void test_writable_with_search_dir(void **state)
 {
 	const char *dirs[] = { away_dir, NULL };
@@ -198,6 +219,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_missing_parent),
 		cmocka_unit_test(test_found_in_search_dir),
+		cmocka_unit_test(test_many_search_dirs),
 		cmocka_unit_test(test_writable_with_search_dir),
 		cmocka_unit_test(test_impostor_refused),
 		cmocka_unit_test(test_short_struct),
