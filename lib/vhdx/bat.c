@@ -238,6 +238,7 @@ int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err)
 			end = MAX(end, (e & VHDX_BAT_OFFSET_MASK) + len);
 	}
 	img->file_end = ROUND_UP(MAX(fsize, end), VHDX_ALIGN);
+	img->file_size = (uint64_t)st.st_size;
 	img->flushed_end = img->file_end;
 	r = drop_shared_kept_offsets(img, used, err);
 	if (r < 0)
@@ -430,13 +431,27 @@ int vhdx_translate(struct vhdx_image *img, uint64_t offset, uint64_t length,
 
 /* ---- allocation ---- */
 
+/*
+ * Takes @len bytes at the end of the file. The file is extended a step
+ * ahead (a sparse tail: no space used, reads as zeros) rather than per
+ * block, because a size change waits for every direct I/O in flight on
+ * the file (inode_dio_wait) and would drain the queue at each allocating
+ * write. vhdx_close() trims the tail; after a crash it is a hole past
+ * the last object, which check does not count as a leak.
+ */
 static int grow_file_locked(struct vhdx_image *img, uint64_t len, uint64_t *ret_off)
 {
 	uint64_t off = img->file_end;
 
 	*ret_off = 0;
-	if (ftruncate(img->fd, (off_t)(off + len)) < 0)
-		return -errno;
+	if (off + len > img->file_size) {
+		uint64_t size = MAX(off + len, off + VHDX_GROW_STEP);
+
+		if (ftruncate(img->fd, (off_t)size) < 0 &&
+		    (size == off + len || ftruncate(img->fd, (off_t)(size = off + len)) < 0))
+			return -errno;
+		img->file_size = size;
+	}
 	img->file_end = off + len;
 	*ret_off = off;
 	return 0;

@@ -601,6 +601,10 @@ int vhdx_close(struct vhdx_image *img, struct vdisk_err *err)
 		r = vhdx_flush(img);
 		if (r == 0)
 			r = vhdx_log_close(img);
+		/* the sparse run-way past the last block (grow_file_locked) */
+		if (r == 0 && img->file_size > img->file_end &&
+		    ftruncate(img->fd, (off_t)img->file_end) < 0)
+			r = -errno;
 		if (r < 0)
 			vdisk_err_set(err, r, "%s: closing: committing metadata failed: %s",
 				      img->path, strerror(-r));

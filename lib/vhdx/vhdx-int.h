@@ -29,6 +29,7 @@
 #define VHDX_META_MAX_ENTRIES 2047
 #define VHDX_META_ITEM_MAX (1024 * 1024)
 #define VHDX_ALIGN (1024 * 1024)
+#define VHDX_GROW_STEP (64ULL * 1024 * 1024) /* sparse run-way added when the file grows */
 #define VHDX_LOG_SECTOR 4096
 #define VHDX_SB_BLOCK_SIZE (1024 * 1024)
 #define VHDX_SECTORS_PER_CHUNK (1ULL << 23)
@@ -213,7 +214,8 @@ struct vhdx_image {
 	/* write session: everything below under lock */
 	pthread_mutex_t lock;
 	int session;       /* atomic: 0 none, 1 file changed, 2 data changed */
-	uint64_t file_end; /* allocation pointer, 1 MiB aligned */
+	uint64_t file_end;  /* allocation pointer, 1 MiB aligned */
+	uint64_t file_size; /* the file's size: file_end plus a sparse run-way (VHDX_GROW_STEP) */
 	uint64_t flushed_end;
 	uint8_t *dirty;    /* one bit per 4 KiB page of the BAT region */
 	uint64_t nr_dirty;
