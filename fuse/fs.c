@@ -508,6 +508,7 @@ int vfuse_state_init(struct vfuse *fs, struct vdisk_disk *d, const char *image, 
 	fs->splice_write = env_flag("VDISK_FUSE_SPLICE_WRITE", true);
 	choose_read_size(fs);
 	fs->splice_read = env_flag("VDISK_FUSE_SPLICE_READ", false);
+	fs->kflags = env_flag("VDISK_FUSE_KFLAGS", true);
 	pthread_rwlock_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->flush_lock, NULL);
 	pthread_mutex_init(&fs->rmw_lock, NULL);

@@ -331,6 +331,7 @@ static int serve(const struct vfuse_opts *o, const char *image, const char *mnt,
 		r = vdisk_err_set(err, -EIO, "%s: cannot mount (see the message above)", mnt);
 		goto out_signals;
 	}
+	vfuse_kflags_setup(&fs);
 	set_readahead(&fs, mnt);
 	report(rd, err); /* ready: err is clear */
 	if (!fs.foreground)

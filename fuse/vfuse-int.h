@@ -94,6 +94,11 @@ struct vfuse {
 	bool splice_write;         /* zero-copy replies wanted (and possible) */
 	bool splice_read;
 	bool splice_on;            /* negotiated with the kernel */
+	bool kflags;               /* add INIT flags libfuse cannot ask for (kflags.c) */
+	bool init_seen;            /* atomic: the INIT request was read */
+	bool init_patched;         /* atomic: its reply went out */
+	uint64_t init_unique;
+	uint64_t init_offered;     /* the kernel's INIT flags (flags2 << 32 | flags) */
 	pthread_key_t buf_key;     /* per-thread bounce buffer of VFUSE_MAX_IO bytes */
 	struct vfuse_fd_size fd_sizes[16];
 	unsigned nr_fd_sizes;
@@ -128,6 +133,9 @@ void vfuse_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 int vfuse_commit(struct vfuse *fs);
 /* Reads through the disk handle (the partition scanner's callback). */
 int vfuse_disk_read(void *opaque, void *buf, size_t len, uint64_t offset);
+
+/* kflags.c: after fuse_session_mount(), hooks the session's I/O to add INIT flags. */
+void vfuse_kflags_setup(struct vfuse *fs);
 
 /* mount.c: messages from the serving process (stderr in the foreground, else syslog). */
 void vfuse_log(struct vfuse *fs, int priority, const char *fmt, ...)
