@@ -187,8 +187,11 @@ for f in "${keep[@]}" sub/vm.vhdx.vdisk-tmp-$d1; do
 done
 assert_eq "$(listing)" "s2:ready s1:ready" "snapshots with planted files"
 # a relative FILE: the message names the file as the user would
-expect_status 0 bash -c 'cd "$1" && echo gone >"vm.vhdx.vdisk-tmp-$2" && "$3" snapshot list vm.vhdx' _ \
-	"$w" "$d1" "$VDISK_BIN"
+list_here()
+(
+	cd "$w" && echo gone >"vm.vhdx.vdisk-tmp-$d1" && vdisk snapshot list vm.vhdx
+)
+expect_status 0 list_here
 assert_eq "$(cat "$ERR")" \
 	"vdisk: snapshot: removed vm.vhdx.vdisk-tmp-$d1, left by an interrupted snapshot operation (process $d1 is gone)" \
 	"stderr of list with a relative path"
