@@ -195,6 +195,29 @@ static int drop_shared_kept_offsets(struct vhdx_image *img, uint64_t used, struc
 	return 0;
 }
 
+/*
+ * A writer that crashed leaves the sparse run-way of grow_file_locked() past
+ * its last block. When nothing past the last object (@end: blocks, log,
+ * regions) holds data, a writable open allocates from there again instead
+ * of after the hole.
+ */
+static void reclaim_tail(struct vhdx_image *img, uint64_t end)
+{
+	off_t d;
+
+	if (img->readonly)
+		return;
+	end = MAX(end, img->log_offset + img->log_length);
+	for (uint32_t i = 0; i < img->rt->count; i++)
+		end = MAX(end, img->rt->entries[i].file_offset + img->rt->entries[i].length);
+	end = ROUND_UP(end, VHDX_ALIGN);
+	if (end >= img->file_end)
+		return;
+	d = lseek(img->fd, (off_t)end, SEEK_DATA);
+	if (d < 0 && errno == ENXIO)
+		img->file_end = end; /* only holes after @end */
+}
+
 int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err)
 {
 	uint64_t used = img->has_parent ? img->nr_chunks * (img->chunk_ratio + 1ULL)
@@ -239,6 +262,7 @@ int vhdx_bat_load(struct vhdx_image *img, struct vdisk_err *err)
 	}
 	img->file_end = ROUND_UP(MAX(fsize, end), VHDX_ALIGN);
 	img->file_size = (uint64_t)st.st_size;
+	reclaim_tail(img, end);
 	img->flushed_end = img->file_end;
 	r = drop_shared_kept_offsets(img, used, err);
 	if (r < 0)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -768,6 +769,73 @@ static void test_untouched(void **state)
 	unlink(fixed);
 }
 
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+/*
+ * The file grows a sparse step ahead of its last block: a crash leaves that tail, which
+ * checks clean (holes are not leaks) and is allocated from by the next writer; a clean
+ * close trims it.
+ */
+static void test_grow_tail(void **state)
+{
+	char path[700];
+	struct vhdx_check_result res;
+	struct vdisk_err err = { 0 };
+	struct vhdx_image *img;
+	uint8_t buf[4096], back[4096];
+	uint64_t closed, crashed;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s", test_tmp_path("grow-tail.vhdx"));
+	test_create_image(path, VHDX_TYPE_DYNAMIC, 1024 * MB, 1 * MB, NULL);
+	img = test_open_image(path, 0);
+	memset(buf, 0x6d, sizeof(buf));
+	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 0), 0);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	closed = file_size(path);
+	assert_int_equal(closed % MB, 0);
+
+	/* three more blocks, flushed, then a crash: the run-way stays */
+	img = test_open_image(path, 0);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), (uint64_t)i * 100 * MB), 0);
+	assert_int_equal(vhdx_flush(img), 0);
+	vhdx_abandon(img);
+	crashed = file_size(path);
+	assert_true(crashed >= closed + 3 * MB + 32 * MB);
+	assert_int_equal(vhdx_check(path, 0, NULL, NULL, &res, &err), 0);
+	assert_true(res.log_was_dirty);
+	assert_int_equal(res.corruptions, 1); /* the dirty log, nothing else */
+	assert_int_equal(res.leaks, 0);       /* the tail is a hole */
+
+	/* the next writer allocates right after the last block, inside the old run-way */
+	img = test_open_image(path, 0);
+	assert_int_equal(vhdx_pwrite(img, buf, sizeof(buf), 500 * MB), 0);
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	assert_int_equal(file_size(path), closed + 4 * MB);
+	assert_int_equal(vhdx_check(path, 0, NULL, NULL, &res, &err), 0);
+	assert_int_equal(res.corruptions, 0);
+	assert_int_equal(res.leaks, 0);
+	img = test_open_image(path, VHDX_OPEN_RDONLY);
+	for (int i = 0; i <= 5; i++) {
+		if (i == 4)
+			continue; /* written: 0, 100, 200, 300 and 500 MiB */
+		assert_int_equal(vhdx_pread(img, back, sizeof(back), (uint64_t)i * 100 * MB), 0);
+		assert_memory_equal(back, buf, sizeof(buf));
+	}
+	assert_int_equal(vhdx_pread(img, back, sizeof(back), 50 * MB), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_memory_equal(back, buf, sizeof(buf));
+	assert_int_equal(vhdx_close(img, NULL), 0);
+	unlink(path);
+}
+
 /* A failed flush is not forgotten: later flushes and close report it. */
 static void test_failure_is_sticky(void **state)
 {
@@ -799,6 +867,7 @@ int main(void)
 		cmocka_unit_test(test_locks),
 		cmocka_unit_test(test_untouched),
 		cmocka_unit_test(test_failure_is_sticky),
+		cmocka_unit_test(test_grow_tail),
 		cmocka_unit_test(test_dirty_log_vs_qemu),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_fault_injection_child),
