@@ -285,6 +285,24 @@ VDISK_API int vhdx_snapshot_create(const char *path, const char *name, char *ret
 /* Lists the snapshots in @path's chain, newest first. Free *ret with free(). */
 VDISK_API int vhdx_snapshot_list(const char *path, struct vhdx_snapshot **ret, unsigned *ret_n,
 				 struct vdisk_err *err);
+/*
+ * vhdx_snapshot_list, plus each snapshot's state in *ret_flags (parallel to
+ * *ret; free both with free()).
+ */
+#define VHDX_SNAPSHOT_DELETING (1U << 0) /* a delete began and has not finished: run it again */
+VDISK_API int vhdx_snapshot_list_flags(const char *path, struct vhdx_snapshot **ret,
+				       unsigned **ret_flags, unsigned *ret_n,
+				       struct vdisk_err *err);
+/* @file was left by process @pid, now gone: removed (@error 0), or -errno of the failed removal */
+typedef void (*vhdx_leftover_fn)(void *opaque, const char *file, long pid, int error);
+/*
+ * Removes the temporary files an interrupted snapshot operation left beside
+ * @path (exactly FILE.vdisk-tmp-PID, PID gone, not a layer of @path's
+ * chain), calling @fn for each. Returns how many it removed, or -errno when
+ * the chain or the folder cannot be read.
+ */
+VDISK_API int vhdx_snapshot_clean(const char *path, vhdx_leftover_fn fn, void *opaque,
+				  struct vdisk_err *err);
 /* Throws away everything written after snapshot @name (and newer snapshots). */
 VDISK_API int vhdx_snapshot_revert(const char *path, const char *name, struct vdisk_err *err);
 /* Removes snapshot @name, merging its layer so every other snapshot keeps its content. */

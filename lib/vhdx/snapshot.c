@@ -47,23 +47,6 @@ static bool valid_name(const char *name)
  */
 #define SNAP_ITEM_MAX (10 + 255 + 4)
 
-/*
- * Declared here until vhdx.h has them: the state flags of listed snapshots
- * (vhdx_snapshot_list_flags: *ret_flags parallels *ret, free both), and the
- * leftover cleaner (vhdx_snapshot_clean: removes FILE.vdisk-tmp-PID files
- * beside @path whose process is gone and that are not a layer of @path's
- * chain; returns how many it removed, or -errno when the chain or the folder
- * cannot be read).
- */
-#define VHDX_SNAPSHOT_DELETING (1U << 0) /* a delete began and has not finished */
-/* @file was left by process @pid, now gone: removed (@error 0), or -errno of the failed removal */
-typedef void (*vhdx_leftover_fn)(void *opaque, const char *file, long pid, int error);
-VDISK_API int vhdx_snapshot_list_flags(const char *path, struct vhdx_snapshot **ret,
-				       unsigned **ret_flags, unsigned *ret_n,
-				       struct vdisk_err *err);
-VDISK_API int vhdx_snapshot_clean(const char *path, vhdx_leftover_fn fn, void *opaque,
-				  struct vdisk_err *err);
-
 /* The snapshot named by @img's item (the snapshot that is @img's parent). */
 static bool read_snap_item(struct vhdx_image *img, char *name, size_t cap, int64_t *ret_time,
 			   uint32_t *ret_flags)

@@ -28,14 +28,6 @@
 #include "helpers.h"
 #include "vhdx-int.h"
 
-/* In lib/vhdx/snapshot.c, declared here until include/vdisk/vhdx.h has them. */
-#define VHDX_SNAPSHOT_DELETING (1U << 0)
-typedef void (*vhdx_leftover_fn)(void *opaque, const char *file, long pid, int error);
-int vhdx_snapshot_list_flags(const char *path, struct vhdx_snapshot **ret, unsigned **ret_flags,
-			     unsigned *ret_n, struct vdisk_err *err);
-int vhdx_snapshot_clean(const char *path, vhdx_leftover_fn fn, void *opaque,
-			struct vdisk_err *err);
-
 #define MB (1ULL << 20)
 
 /* vm.vhdx with snapshots s1 and s2 in a fresh folder; returns the image path. */
