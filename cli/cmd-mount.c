@@ -15,9 +15,6 @@
 #include "cli.h"
 #include "vfuse.h"
 
-/* fuse/mount.c: the --search-dir folders for the next vfuse_mount(); NULL-terminated, absolute. */
-void vfuse_set_search_dirs(const char *const *dirs);
-
 enum {
 	OPT_RW = CLI_OPT_FIRST_PRIVATE,
 	OPT_ALLOW_OTHER,
@@ -101,7 +98,7 @@ int cmd_mount(const struct vdisk_cmd *cmd, int argc, char **argv)
 	o.image = argv[optind];
 	o.mountpoint = argv[optind + 1];
 	o.fs_dir = o.fs_part ? argv[optind + 2] : NULL;
-	vfuse_set_search_dirs(dirs.n ? dirs.dirs : NULL);
+	o.search_dirs = dirs.n ? dirs.dirs : NULL;
 	r = vfuse_mount(&o, &err);
 	if (r < 0)
 		return cli_fail_err(cmd, o.image, r, &err);

@@ -76,29 +76,15 @@ static bool locked_elsewhere(const char *path)
 	return locked;
 }
 
-/*
- * --search-dir folders (absolute: the background server runs in /), a
- * NULL-terminated list or NULL; set by `vdisk mount` before vfuse_mount().
- * A setter, not a vfuse_opts field, while fuse/vfuse.h is being reworked;
- * the prototype is repeated in cli/cmd-mount.c until it moves there.
- */
-static const char *const *search_dirs;
-
-void vfuse_set_search_dirs(const char *const *dirs);
-void vfuse_set_search_dirs(const char *const *dirs)
-{
-	search_dirs = dirs;
-}
-
 /* vdisk_disk_open() with the search folders. */
-static int open_disk(const char *image, unsigned flags, struct vdisk_disk **ret,
-		     struct vdisk_err *err)
+static int open_disk(const struct vfuse_opts *o, const char *image, unsigned flags,
+		     struct vdisk_disk **ret, struct vdisk_err *err)
 {
 	struct vdisk_disk_opts dopts;
 
 	vdisk_disk_opts_init(&dopts, sizeof(dopts));
 	dopts.flags = flags;
-	dopts.search_dirs = search_dirs;
+	dopts.search_dirs = o->search_dirs;
 	return vdisk_disk_open_opts(image, VDISK_FORMAT_AUTO, &dopts, ret, err);
 }
 
@@ -110,7 +96,7 @@ static int open_image(const struct vfuse_opts *o, const char *image, struct vdis
 	struct vdisk_err e2 = { 0 };
 	int r;
 
-	r = open_disk(image, flags, ret, err);
+	r = open_disk(o, image, flags, ret, err);
 	if (r == 0 && shared)
 		fprintf(stderr,
 			"vdisk: mount: note: %s is in use by other programs (a VM on a chain over it, "
@@ -125,7 +111,7 @@ static int open_image(const struct vfuse_opts *o, const char *image, struct vdis
 		vdisk_err_clear(err);
 		return vdisk_err_set(err, r, "%s; without --rw it can be mounted read-only", msg);
 	}
-	r = open_disk(image, flags | VDISK_OPEN_NOLOCK, ret, &e2);
+	r = open_disk(o, image, flags | VDISK_OPEN_NOLOCK, ret, &e2);
 	if (r < 0)
 		return r;
 	vdisk_err_clear(err);

@@ -22,6 +22,9 @@ struct vfuse_opts {
 	bool debug;             /* libfuse debug output (implies foreground) */
 	const char *fs_part;    /* --fs: partition ("1", "p1" or "disk") to mount, or NULL */
 	const char *fs_dir;     /* --fs: where its file system goes */
+	/* --search-dir: folders where a child's parents are looked for too (NULL-terminated,
+	 * absolute: the background server runs in /), or NULL */
+	const char *const *search_dirs;
 };
 
 /*
