@@ -14,23 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/helpers.bash"
 requires strace -V
 
-work=$(fast_scratch snapshot-crash)
-[ "$work" = "$SCRATCH" ] || cleanup_fn rm -rf "$work"
-orig=$work/orig
-w=$work/w
-mkdir "$orig"
-vdisk create --block-size 1M "$orig/vm.vhdx" 12M || die "create"
-gen_data a $((3 * MiB)) | vdisk write "$orig/vm.vhdx" 0 || die "write"
-declare -A want
-want[s1]=$(vsum "$orig/vm.vhdx")
-vdisk snapshot create --name s1 "$orig/vm.vhdx" >/dev/null || die "snapshot s1"
-gen_data b 400000 | vdisk write "$orig/vm.vhdx" $((MiB + 7)) || die "write"
-vdisk discard "$orig/vm.vhdx" $((2 * MiB)) $((MiB)) || die "discard"
-want[s2]=$(vsum "$orig/vm.vhdx")
-vdisk snapshot create --name s2 "$orig/vm.vhdx" >/dev/null || die "snapshot s2"
-gen_data c $((MiB)) | vdisk write "$orig/vm.vhdx" $((6 * MiB)) || die "write"
-live=$(vsum "$orig/vm.vhdx")
-want[s3]=$live
+snapshot_fixture snapshot-crash
 
 fresh()
 {

@@ -131,3 +131,27 @@ locator_of()
 {
 	vdisk_info_field "$1" ".\"parent-locator\".\"$2\""
 }
+
+# snapshot_fixture NAME: in a fast scratch folder NAME, $orig/vm.vhdx with snapshots s1 and s2
+# and more data after s2; sets work, orig, w (a working copy's folder, not made yet), the
+# virtual checksums want[s1], want[s2] and want[s3] (the live image) and live.
+snapshot_fixture()
+{
+	work=$(fast_scratch "$1")
+	[ "$work" = "$SCRATCH" ] || cleanup_fn rm -rf "$work"
+	orig=$work/orig
+	w=$work/w
+	mkdir "$orig"
+	vdisk create --block-size 1M "$orig/vm.vhdx" 12M || die "create"
+	gen_data a $((3 * MiB)) | vdisk write "$orig/vm.vhdx" 0 || die "write"
+	declare -gA want
+	want[s1]=$(vsum "$orig/vm.vhdx")
+	vdisk snapshot create --name s1 "$orig/vm.vhdx" >/dev/null || die "snapshot s1"
+	gen_data b 400000 | vdisk write "$orig/vm.vhdx" $((MiB + 7)) || die "write"
+	vdisk discard "$orig/vm.vhdx" $((2 * MiB)) $((MiB)) || die "discard"
+	want[s2]=$(vsum "$orig/vm.vhdx")
+	vdisk snapshot create --name s2 "$orig/vm.vhdx" >/dev/null || die "snapshot s2"
+	gen_data c $((MiB)) | vdisk write "$orig/vm.vhdx" $((6 * MiB)) || die "write"
+	live=$(vsum "$orig/vm.vhdx")
+	want[s3]=$live
+}
