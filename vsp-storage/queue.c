@@ -82,6 +82,10 @@ static int direct_fd(const struct vsp_export *e, int fd)
 
 int vsp_export_flush(struct vsp_export *e)
 {
+	int err = atomic_load_explicit(&e->flush_err, memory_order_acquire);
+
+	if (err)
+		return err; /* the pages that failed to write back are gone: never report success */
 	/* writes completing from here on need a later flush */
 	atomic_store_explicit(&e->dirty, false, memory_order_relaxed);
 	return vdisk_disk_flush(e->disk);
@@ -500,6 +504,38 @@ static void finish(struct vsp_queue *q, struct vsp_req *r)
 	q->complete(q, r);
 }
 
+/*
+ * When a data sync is all the flush needs (raw files and devices; VHDX with
+ * no metadata waiting for a commit), it goes through the engine and the
+ * queue keeps serving meanwhile; a commit runs synchronously (run_flush).
+ * True when the sync was queued.
+ */
+static bool flush_async(struct vsp_queue *q, struct vsp_req *r)
+{
+	struct vsp_export *e = q->exp;
+	struct vdisk_io *io = &r->io[0];
+	int fd;
+
+	if (atomic_load_explicit(&e->flush_err, memory_order_acquire) ||
+	    engine_room(q, q->depth) == 0)
+		return false;
+	if (e->raw)
+		fd = e->raw_fd;
+	else if (vdisk_disk_flush_fd(e->disk, &fd) != 1)
+		return false;
+	memset(io, 0, sizeof(*io));
+	io->op = VDISK_IO_FDATASYNC;
+	io->fd = fd;
+	io->priv = r;
+	atomic_store_explicit(&e->dirty, false, memory_order_relaxed);
+	if (vdisk_engine_queue(q->eng, io) < 0)
+		return false;
+	q->stat_flushes++;
+	r->pending = 1;
+	r->state = RS_RUNNING;
+	return true;
+}
+
 static void run_flush(struct vsp_queue *q, struct vsp_req *r)
 {
 	q->stat_flushes++;
@@ -551,7 +587,8 @@ static bool run(struct vsp_queue *q, struct vsp_req *r)
 			return false;
 		}
 		q->barrier = false;
-		run_flush(q, r);
+		if (q->exp->conf.readonly || !flush_async(q, r))
+			run_flush(q, r);
 		return true;
 	case VSP_OP_DISCARD:
 	case VSP_OP_WRITE_ZEROES:
@@ -676,6 +713,11 @@ int vsp_queue_poll(struct vsp_queue *q, bool wait)
 
 		if (e < 0 && r->status == 0)
 			r->status = e;
+		if (e < 0 && r->op == VSP_OP_FLUSH) {
+			int none = 0;
+			atomic_compare_exchange_strong(&q->exp->flush_err, &none, e);
+			vsp_log(VSP_LOG_ERR, q->ctx, "flush failed: %s", strerror(-e));
+		}
 		r->pending--;
 		if (r->pending == 0) {
 			if (!advance(q, r))

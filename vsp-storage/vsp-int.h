@@ -93,6 +93,7 @@ struct vsp_export {
 	struct vsp_vhost_server *vhost;
 	atomic_uint nbd_conns;
 	atomic_bool dirty;    /* writes completed since the last flush (commit timer) */
+	atomic_int flush_err; /* -errno of a failed asynchronous data sync: every later flush fails */
 	long dirty_since;     /* main thread: when the timer first saw it dirty */
 };
 

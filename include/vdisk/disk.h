@@ -91,6 +91,12 @@ VDISK_API int vdisk_disk_allocate(struct vdisk_disk *d, uint64_t offset, uint64_
  */
 VDISK_API int vdisk_disk_write_done(struct vdisk_disk *d, uint64_t offset, uint64_t length);
 VDISK_API int vdisk_disk_flush(struct vdisk_disk *d);
+/*
+ * Same contract as vhdx_flush_fd: 1 and *@ret_fd when an fdatasync of it
+ * is all vdisk_disk_flush() would do now (always so for a writable raw
+ * disk), else 0: call vdisk_disk_flush().
+ */
+VDISK_API int vdisk_disk_flush_fd(struct vdisk_disk *d, int *ret_fd);
 VDISK_API int vdisk_disk_discard(struct vdisk_disk *d, uint64_t offset, uint64_t length);
 VDISK_API int vdisk_disk_write_zeroes(struct vdisk_disk *d, uint64_t offset, uint64_t length);
 VDISK_API int vdisk_disk_pread(struct vdisk_disk *d, void *buf, size_t len, uint64_t offset);

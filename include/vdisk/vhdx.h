@@ -203,6 +203,15 @@ VDISK_API int vhdx_write_done(struct vhdx_image *img, uint64_t offset, uint64_t 
  * Returns 0 or -errno.
  */
 VDISK_API int vhdx_flush(struct vhdx_image *img);
+/*
+ * For callers that sync data asynchronously (an I/O engine's FDATASYNC):
+ * returns 1 and sets *@ret_fd when a data sync of that descriptor is all
+ * vhdx_flush() would do now (no metadata waiting for a commit); 0 when
+ * vhdx_flush() must be called (metadata to commit, an earlier failure, a
+ * read-only image or nothing written). A write acknowledged before the
+ * call is covered either way: its metadata is dirty from its allocation on.
+ */
+VDISK_API int vhdx_flush_fd(struct vhdx_image *img, int *ret_fd);
 
 /*
  * Discards the range: whole blocks become UNMAPPED (dynamic) or keep their

@@ -291,6 +291,16 @@ int vdisk_disk_flush(struct vdisk_disk *d)
 	return fdatasync(d->fd) < 0 ? -errno : 0;
 }
 
+int vdisk_disk_flush_fd(struct vdisk_disk *d, int *ret_fd)
+{
+	if (d->vhdx)
+		return vhdx_flush_fd(d->vhdx, ret_fd);
+	if (d->readonly)
+		return 0;
+	*ret_fd = d->fd;
+	return 1;
+}
+
 static int raw_fallocate(struct vdisk_disk *d, uint64_t off, uint64_t len, bool zero)
 {
 	if (d->readonly)

@@ -694,6 +694,21 @@ out:
 	return r;
 }
 
+int vhdx_flush_fd(struct vhdx_image *img, int *ret_fd)
+{
+	int r = 0;
+
+	if (img->readonly || __atomic_load_n(&img->session, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	pthread_mutex_lock(&img->lock);
+	if (!img->sticky_err && !img->nr_dirty && !img->nr_sbm_dirty && !img->nr_extra) {
+		*ret_fd = img->fd;
+		r = 1;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return r;
+}
+
 /* ---- discard and write-zeroes ---- */
 
 static int punch(struct vhdx_image *img, uint64_t off, uint64_t len)

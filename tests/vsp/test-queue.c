@@ -189,6 +189,27 @@ static void basic(const char *dir, enum vdisk_engine_kind kind)
 		fill(want + 1000, 3000, 7);
 		CHECK(memcmp(chk, want, 8192) == 0, "read-modify-write result");
 	}
+	/* a raw export's flush is a data sync through the engine: in flight after start() */
+	start(&q, &t[0], VSP_OP_FLUSH, 0, NULL, 0);
+	CHECK(!t[0].done && t[0].r.state == RS_RUNNING, "raw flush did not go through the engine");
+	wait_all(&q);
+	CHECK(t[0].done && t[0].r.status == 0, "async flush status %d", t[0].r.status);
+	/* a failed data sync fails that flush and every later one, even if a retry would pass */
+	{
+		int pfd[2], keep = e.raw_fd;
+		CHECK(pipe(pfd) == 0, "pipe");
+		e.raw_fd = pfd[0]; /* fdatasync of a pipe: EINVAL */
+		start(&q, &t[0], VSP_OP_FLUSH, 0, NULL, 0);
+		wait_all(&q);
+		CHECK(t[0].r.status == -EINVAL, "flush with a failing sync: %d", t[0].r.status);
+		e.raw_fd = keep;
+		close(pfd[0]);
+		close(pfd[1]);
+		start(&q, &t[0], VSP_OP_FLUSH, 0, NULL, 0);
+		wait_all(&q);
+		CHECK(t[0].r.status == -EINVAL, "flush after a failed sync: %d", t[0].r.status);
+		atomic_store(&e.flush_err, 0);
+	}
 	/* errors */
 	start(&q, &t[0], VSP_OP_READ, (16 << 20) - 4096, buf, 8192);
 	wait_all(&q);
@@ -248,8 +269,23 @@ static void vhdx(const char *dir, enum vdisk_engine_kind kind)
 	vsp_queue_start(&q, &t.r);
 	wait_all(&q);
 	CHECK(t.r.status == 0, "vhdx write over three blocks: %d", t.r.status);
-	start(&q, &t, VSP_OP_FLUSH, 0, NULL, 0);
-	wait_all(&q);
+	{
+		int fd = -1;
+		/* allocating writes: the flush commits metadata, synchronously */
+		CHECK(vdisk_disk_flush_fd(e.disk, &fd) == 0, "metadata waiting, yet a data sync would do");
+		start(&q, &t, VSP_OP_FLUSH, 0, NULL, 0);
+		CHECK(t.done && t.r.status == 0, "vhdx commit flush: done %d, status %d", t.done,
+		      t.r.status);
+		CHECK(vdisk_disk_flush_fd(e.disk, &fd) == 1 && fd >= 0, "nothing left to commit");
+		/* an overwrite allocates nothing: its flush is a data sync through the engine */
+		start(&q, &t, VSP_OP_WRITE, off, a, 1 << 20);
+		wait_all(&q);
+		CHECK(t.r.status == 0, "vhdx overwrite: %d", t.r.status);
+		start(&q, &t, VSP_OP_FLUSH, 0, NULL, 0);
+		CHECK(!t.done && t.r.state == RS_RUNNING, "vhdx data-only flush did not go async");
+		wait_all(&q);
+		CHECK(t.r.status == 0, "vhdx async flush: %d", t.r.status);
+	}
 	memset(b, 0, 3 << 20);
 	start(&q, &t, VSP_OP_READ, off - 4096, b, 3 << 20);
 	wait_all(&q);
