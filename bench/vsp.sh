@@ -5,7 +5,8 @@
 #   (b) NBD over a UNIX socket, driven by fio's nbd engine;
 #   (c) fio io_uring, O_DIRECT, on the raw file: the local limit every ratio refers to.
 # Workloads: 4 KiB random read and write at depth 1 and 32, 128 KiB sequential read and
-# write at depth 8. Images: a raw file, a dynamic VHDX already allocated (converted from the
+# write at depth 8, and "mixf": 4 KiB random reads and writes at depth 32 with a flush after
+# every 8 writes (NBD only; IOPS count reads and writes). Images: a raw file, a dynamic VHDX already allocated (converted from the
 # raw file), and a dynamic VHDX being filled (a fresh 1 MiB-block image for every write run,
 # so writes allocate). qemu-storage-daemon uses aio=io_uring, cache.direct=on.
 #
@@ -14,7 +15,7 @@
 #
 # Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, ~3 GiB, default
 # $VDISK_BUILD_DIR/bench-tmp), SIZE_MIB (1024), TIME (seconds per run, 5), IMAGES
-# ("raw vhdx vhdx-fill"), WORKLOADS (all six: rr1 rr32 rw1 rw32 sr sw), TARGETS
+# ("raw vhdx vhdx-fill"), WORKLOADS (all seven: rr1 rr32 rw1 rw32 sr sw mixf), TARGETS
 # ("vsp-vu qsd-vu vsp-nbd qsd-nbd").
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -23,7 +24,7 @@ set -euo pipefail
 SIZE_MIB=${SIZE_MIB:-1024}
 TIME=${TIME:-5}
 IMAGES=${IMAGES:-raw vhdx vhdx-fill}
-WORKLOADS=${WORKLOADS:-rr1 rr32 rw1 rw32 sr sw}
+WORKLOADS=${WORKLOADS:-rr1 rr32 rw1 rw32 sr sw mixf}
 TARGETS=${TARGETS:-vsp-vu qsd-vu vsp-nbd qsd-nbd}
 VSP=${VSP:-$build/vsp-storage/vsp-storage}
 DRV=${DRV:-$build/vsp-storage/vsp-driver}
@@ -63,6 +64,9 @@ workload() {
 	rw32) echo "randwrite 4096 32" ;;
 	sr) echo "read 131072 8" ;;
 	sw) echo "write 131072 8" ;;
+	# half reads, half writes, a flush after every 8 writes (fio's nbd and io_uring engines;
+	# vsp-driver has no mixed mode, so no vhost-user figures)
+	mixf) echo "randrw 4096 32 --fsync=8" ;;
 	esac
 }
 
@@ -70,12 +74,16 @@ workload() {
 # Latency is fio's total latency (submission to completion, lat_ns): with io_uring its
 # clat alone leaves out requests completed inside the submitting system call.
 fio_json() {
-	sed -n '/^{/,$p' | jq -r '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) |
-		"\(.iops) \(.bw_bytes / 1048576) \(.lat_ns.percentile["50.000000"] / 1000) \(.lat_ns.percentile["99.000000"] / 1000)"'
+	# IOPS and bandwidth of reads and writes together (mixed runs); latency of the reads when
+	# there are any
+	sed -n '/^{/,$p' | jq -r '.jobs[0] | (.read.iops + .write.iops) as $iops |
+		((.read.bw_bytes + .write.bw_bytes) / 1048576) as $mibs |
+		(if .read.io_bytes > 0 then .read else .write end) |
+		"\($iops) \($mibs) \(.lat_ns.percentile["50.000000"] / 1000) \(.lat_ns.percentile["99.000000"] / 1000)"'
 }
 
-fio_common() { # RW BS DEPTH
-	echo --name=b --rw="$1" --bs="$2" --iodepth="$3" --runtime="$TIME" --time_based \
+fio_common() { # RW BS DEPTH [FIO-ARGS...]
+	echo --name=b --rw="$1" --bs="$2" --iodepth="$3" "${@:4}" --runtime="$TIME" --time_based \
 		--randrepeat=0 --norandommap --size=$((SIZE_MIB << 20)) --output-format=json \
 		--lat_percentiles=1 --clat_percentiles=0
 }
@@ -124,10 +132,13 @@ stop_daemon() {
 }
 
 run_one() { # IMAGE WORKLOAD TARGET: prints "iops mibs p50 p99"
-	local img=$1 wl=$2 tgt=$3 rw bs depth file fmt=vhdx out
-	read -r rw bs depth < <(workload "$wl")
+	local img=$1 wl=$2 tgt=$3 rw bs depth extra file fmt=vhdx out
+	read -r rw bs depth extra < <(workload "$wl")
 	if [ "$img" = vhdx-fill ] && [[ $rw != *write* ]]; then
 		return 1 # reads of an empty image measure nothing
+	fi
+	if [[ $tgt == *-vu && $rw == randrw ]]; then
+		return 1
 	fi
 	file=$(image_path "$img")
 	[ "$img" = raw ] && fmt=raw
@@ -136,7 +147,7 @@ run_one() { # IMAGE WORKLOAD TARGET: prints "iops mibs p50 p99"
 	local)
 		[ "$img" = raw ] || return 1
 		# shellcheck disable=SC2046
-		fio $(fio_common "$rw" "$bs" "$depth") --filename="$file" --ioengine=io_uring \
+		fio $(fio_common "$rw" "$bs" "$depth" $extra) --filename="$file" --ioengine=io_uring \
 			--direct=1 | fio_json
 		return 0
 		;;
@@ -153,7 +164,7 @@ run_one() { # IMAGE WORKLOAD TARGET: prints "iops mibs p50 p99"
 		local uri="nbd+unix:///?socket=$nsock"
 		[[ $tgt == qsd-* ]] && uri="nbd+unix:///disk?socket=$nsock"
 		# shellcheck disable=SC2046
-		fio $(fio_common "$rw" "$bs" "$depth") --ioengine=nbd --uri="$uri" | fio_json
+		fio $(fio_common "$rw" "$bs" "$depth" $extra) --ioengine=nbd --uri="$uri" | fio_json
 		;;
 	esac
 	stop_daemon
@@ -186,8 +197,9 @@ for wl in $WORKLOADS; do
 		get() { awk -v i="$img" -v w="$wl" -v t="$1" '$1 == i && $2 == w && $3 == t { print $4 }' "$results"; }
 		a=$(get vsp-vu) b=$(get qsd-vu) c=$(get vsp-nbd) d=$(get qsd-nbd)
 		[ -n "$a$b$c$d" ] || continue
-		printf '%-9s %-5s %8s %8s %8s %8s %9s %9s\n' "$img" "$wl" "$(ratio "${a:-0}" "$lim")" \
-			"$(ratio "${b:-0}" "$lim")" "$(ratio "${c:-0}" "$lim")" "$(ratio "${d:-0}" "$lim")" \
-			"$(ratio "${a:-0}" "${b:-0}")" "$(ratio "${c:-0}" "${d:-0}")"
+		rat() { if [ -n "$1" ] && [ -n "$2" ]; then ratio "$1" "$2"; else echo -; fi; }
+		printf '%-9s %-5s %8s %8s %8s %8s %9s %9s\n' "$img" "$wl" "$(rat "$a" "$lim")" \
+			"$(rat "$b" "$lim")" "$(rat "$c" "$lim")" "$(rat "$d" "$lim")" \
+			"$(rat "$a" "$b")" "$(rat "$c" "$d")"
 	done
 done
