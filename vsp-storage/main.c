@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ int vsp_export_open(struct vsp_export *e)
 	const char *dirs[VSP_MAX_SEARCH_DIRS + 1] = { NULL };
 	struct vdisk_err err = { 0 };
 	struct vdisk_disk_opts o;
+	struct stat st;
 	uint32_t ma, oa;
 	int r;
 
@@ -105,6 +107,7 @@ int vsp_export_open(struct vsp_export *e)
 			vsp_log(VSP_LOG_ERR, e->conf.name, "%s: %s", e->conf.image, strerror(errno));
 			return r;
 		}
+		e->raw_file = fstat(e->raw_fd, &st) == 0 && S_ISREG(st.st_mode);
 	}
 	if (e->conf.direct) {
 		vsp_dio_align(e->conf.image, &ma, &oa);

@@ -536,6 +536,32 @@ static bool flush_async(struct vsp_queue *q, struct vsp_req *r)
 	return true;
 }
 
+/*
+ * Discard and write-zeroes on a raw file: a hole punched through the engine
+ * (reads zeros either way, as vdisk_disk_discard/write_zeroes do), so the
+ * queue keeps serving meanwhile. Devices (BLKDISCARD/BLKZEROOUT) and VHDX
+ * (BAT changes) run synchronously. True when queued.
+ */
+static bool punch_async(struct vsp_queue *q, struct vsp_req *r)
+{
+	struct vdisk_io *io = &r->io[0];
+
+	if (!q->exp->raw_file || engine_room(q, q->depth) == 0)
+		return false;
+	memset(io, 0, sizeof(*io));
+	io->op = VDISK_IO_FALLOCATE;
+	io->fd = q->exp->raw_fd;
+	io->offset = r->offset;
+	io->length = r->length;
+	io->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	io->priv = r;
+	if (vdisk_engine_queue(q->eng, io) < 0)
+		return false;
+	r->pending = 1;
+	r->state = RS_RUNNING;
+	return true;
+}
+
 static void run_flush(struct vsp_queue *q, struct vsp_req *r)
 {
 	q->stat_flushes++;
@@ -592,6 +618,8 @@ static bool run(struct vsp_queue *q, struct vsp_req *r)
 		return true;
 	case VSP_OP_DISCARD:
 	case VSP_OP_WRITE_ZEROES:
+		if (!q->exp->conf.readonly && r->length > 0 && punch_async(q, r))
+			return true;
 		if (q->exp->conf.readonly)
 			r->status = -EROFS;
 		else if (r->length > 0)

@@ -87,6 +87,7 @@ struct vsp_export {
 	uint32_t mem_align;   /* O_DIRECT buffer alignment, bytes */
 	uint32_t off_align;   /* O_DIRECT offset/length alignment, bytes (>= lsec) */
 	bool raw;             /* raw image: 1:1, served through raw_fd without translation */
+	bool raw_file;        /* ... and a regular file: discard and write-zeroes are fallocate */
 	int raw_fd;
 	char serial[21];      /* virtio GET_ID */
 	struct vsp_nbd_server *nbd;

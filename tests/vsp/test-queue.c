@@ -121,6 +121,7 @@ static void export_init(struct vsp_export *e, const char *path, bool readonly)
 	e->lsec = vdisk_disk_logical_sector(e->disk);
 	e->raw = vdisk_disk_format(e->disk) == VDISK_FORMAT_RAW;
 	e->raw_fd = e->raw ? open(path, (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC) : -1;
+	e->raw_file = e->raw;
 	e->mem_align = 4096;
 	e->off_align = 4096;
 }
@@ -188,6 +189,40 @@ static void basic(const char *dir, enum vdisk_engine_kind kind)
 		fill(want, BS > 8192 ? 8192 : BS, 99);
 		fill(want + 1000, 3000, 7);
 		CHECK(memcmp(chk, want, 8192) == 0, "read-modify-write result");
+	}
+	/* discard and write-zeroes on a raw file: holes punched through the engine */
+	for (int op = 0; op < 2; op++) {
+		uint64_t at = (uint64_t)(op * 2 + 1) * BS * 3; /* writes 1 and 3 of the first pass */
+		struct stat st0, st1;
+
+		CHECK(fstat(e.raw_fd, &st0) == 0, "fstat");
+		memset(&t[0], 0, sizeof(t[0]));
+		t[0].r.op = op ? VSP_OP_WRITE_ZEROES : VSP_OP_DISCARD;
+		t[0].r.offset = at;
+		t[0].r.length = BS;
+		vsp_queue_start(&q, &t[0].r);
+		vsp_queue_submit(&q);
+		CHECK(!t[0].done && t[0].r.state == RS_RUNNING, "raw %s did not go through the engine",
+		      op ? "write-zeroes" : "discard");
+		wait_all(&q);
+		CHECK(t[0].done && t[0].r.status == 0, "raw discard/zeroes status %d", t[0].r.status);
+		CHECK(fstat(e.raw_fd, &st1) == 0 && st1.st_blocks < st0.st_blocks &&
+			      st1.st_size == st0.st_size,
+		      "no hole punched (blocks %lld -> %lld)", (long long)st0.st_blocks,
+		      (long long)st1.st_blocks);
+		memset(chk, 0xee, BS);
+		start(&q, &t[0], VSP_OP_READ, at, chk, BS);
+		wait_all(&q);
+		for (int i = 0; i < BS; i++)
+			if (chk[i]) {
+				CHECK(0, "byte %d of a discarded range reads %#x", i, chk[i]);
+				break;
+			}
+		/* the neighbours are intact */
+		start(&q, &t[0], VSP_OP_READ, at + BS * 3, chk, BS);
+		wait_all(&q);
+		fill(buf, BS, (unsigned)(op * 2 + 2));
+		CHECK(t[0].r.status == 0 && memcmp(chk, buf, BS) == 0, "write after the hole");
 	}
 	/* a raw export's flush is a data sync through the engine: in flight after start() */
 	start(&q, &t[0], VSP_OP_FLUSH, 0, NULL, 0);
