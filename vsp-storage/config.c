@@ -25,6 +25,7 @@ void vsp_export_conf_init(struct vsp_export_conf *c)
 	c->engine = VDISK_ENGINE_AUTO;
 	c->commit_secs = 5;
 	c->poll_us = VSP_POLL_US_DEFAULT;
+	c->claim_fd = -1;
 }
 
 int vsp_export_conf_add_search_dir(struct vsp_export_conf *c, const char *dir)

@@ -76,6 +76,7 @@ int vsp_export_open(struct vsp_export *e)
 	const char *dirs[VSP_MAX_SEARCH_DIRS + 1] = { NULL };
 	struct vdisk_err err = { 0 };
 	struct vdisk_disk_opts o;
+	char src[PATH_MAX];
 	struct stat st;
 	uint32_t ma, oa;
 	int r;
@@ -88,7 +89,11 @@ int vsp_export_open(struct vsp_export *e)
 	o.search_dirs = dirs;
 	/* O_DIRECT is applied on the data path (queue.c) through twin descriptors */
 	e->raw_fd = -1;
-	r = vdisk_disk_open_opts(e->conf.image, e->conf.format, &o, &e->disk, &err);
+	if (e->conf.claim_fd >= 0)
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", e->conf.claim_fd);
+	else
+		snprintf(src, sizeof(src), "%s", e->conf.image);
+	r = vdisk_disk_open_opts(src, e->conf.format, &o, &e->disk, &err);
 	if (r < 0) {
 		vsp_log(VSP_LOG_ERR, e->conf.name, "%s", err.msg);
 		return r;
@@ -99,7 +104,7 @@ int vsp_export_open(struct vsp_export *e)
 	e->raw = vdisk_disk_format(e->disk) == VDISK_FORMAT_RAW;
 	if (e->raw) {
 		/* 1:1: serve the data path on our own descriptor, no translation */
-		e->raw_fd = open(e->conf.image,
+		e->raw_fd = open(src,
 				 (e->conf.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 					 (e->conf.direct ? O_DIRECT : 0));
 		if (e->raw_fd < 0) {
@@ -110,7 +115,7 @@ int vsp_export_open(struct vsp_export *e)
 		e->raw_file = fstat(e->raw_fd, &st) == 0 && S_ISREG(st.st_mode);
 	}
 	if (e->conf.direct) {
-		vsp_dio_align(e->conf.image, &ma, &oa);
+		vsp_dio_align(src, &ma, &oa);
 	} else {
 		ma = 1;
 		oa = 1;
@@ -357,7 +362,7 @@ static int parse_args(int argc, char **argv, struct vsp_config *cfg)
 	if (optind != argc - 1)
 		return bad_usage(optind < argc ? "one IMAGE only" : "missing IMAGE", NULL);
 	/* a block device is claimed (O_EXCL) after the passthrough safety checks */
-	if (vsp_pt_claim_device(argv[optind], c.readonly) < 0)
+	if (vsp_pt_claim_device(argv[optind], c.readonly, &c.claim_fd) < 0)
 		return 1;
 	if (strlen(argv[optind]) >= sizeof(c.image))
 		return bad_usage("path too long", argv[optind]);

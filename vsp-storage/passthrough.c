@@ -4,8 +4,9 @@
  * map gives VM, one export each; a block device given as IMAGE goes through
  * the same safety checks. The O_EXCL claims (lib/passthrough) are held for
  * the daemon's lifetime, so nothing can mount or claim a served device; the
- * exports then serve the resolved /dev node as a raw disk (O_DIRECT,
- * BLKDISCARD/BLKZEROOUT, the device's own sector sizes).
+ * exports open the claimed descriptor again (/proc/self/fd/N: the very
+ * device that was checked, whatever its /dev name becomes) and serve it as a
+ * raw disk (O_DIRECT, BLKDISCARD/BLKZEROOUT, the device's own sector sizes).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -79,6 +80,7 @@ int vsp_pt_add_vm(struct vsp_config *cfg, const struct vsp_export_conf *tmpl,
 			 e->slot.target, e->slot.lun);
 		snprintf(c.image, sizeof(c.image), "%s", pt_lun_path(luns[i]));
 		c.format = VDISK_FORMAT_RAW;
+		c.claim_fd = pt_lun_fd(luns[i]);
 		c.readonly = tmpl->readonly || e->readonly;
 		r = endpoint(c.vhost, sizeof(c.vhost), tmpl->vhost, &e->slot, (unsigned)i);
 		if (r == 0)
@@ -99,13 +101,14 @@ int vsp_pt_add_vm(struct vsp_config *cfg, const struct vsp_export_conf *tmpl,
 	return r;
 }
 
-int vsp_pt_claim_device(const char *path, bool readonly)
+int vsp_pt_claim_device(const char *path, bool readonly, int *ret_fd)
 {
 	struct vdisk_err err = { 0 };
 	struct pt_lun *lun;
 	struct stat st;
 	int r;
 
+	*ret_fd = -1;
 	if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode))
 		return 0; /* not a block device: nothing to claim */
 	r = pt_lun_open_device(path, NULL, readonly, NULL, &lun, &err);
@@ -113,7 +116,10 @@ int vsp_pt_claim_device(const char *path, bool readonly)
 		vsp_log(VSP_LOG_ERR, path, "%s", err.msg);
 		return r;
 	}
-	return hold(lun);
+	r = hold(lun);
+	if (r == 0)
+		*ret_fd = pt_lun_fd(lun);
+	return r;
 }
 
 void vsp_pt_release(void)

@@ -74,6 +74,10 @@ struct vsp_export_conf {
 	/* --search-dir / search-dir: extra folders to look for VHDX parents in, in order */
 	char search_dirs[VSP_MAX_SEARCH_DIRS][PATH_MAX];
 	unsigned nr_search_dirs;
+	/* a passthrough LUN or device claimed by lib/passthrough (O_EXCL, checked): the export
+	 * opens it again through /proc/self/fd/N, so it serves exactly the device that was
+	 * checked even if its /dev name changes meanwhile; -1 otherwise (not from config files) */
+	int claim_fd;
 };
 
 struct vsp_nbd_server;
@@ -135,7 +139,7 @@ void vsp_config_free(struct vsp_config *cfg);
 /* passthrough.c: LUNs of a VM as exports, and the O_EXCL claims held while serving. */
 int vsp_pt_add_vm(struct vsp_config *cfg, const struct vsp_export_conf *tmpl,
 		  const char *map_path, const char *vm);
-int vsp_pt_claim_device(const char *path, bool readonly);
+int vsp_pt_claim_device(const char *path, bool readonly, int *ret_fd);
 void vsp_pt_release(void);
 /* "error", "warning", "info" or "debug": a VSP_LOG_* level, or -EINVAL. */
 int vsp_parse_log_level(const char *v);
