@@ -15,7 +15,8 @@
 #
 # Environment: VDISK_BUILD_DIR (default ./build), BENCH_DIR (scratch, ~3 GiB, default
 # $VDISK_BUILD_DIR/bench-tmp), SIZE_MIB (1024), TIME (seconds per run, 5), IMAGES
-# ("raw vhdx vhdx-fill"), WORKLOADS (all seven: rr1 rr32 rw1 rw32 sr sw mixf), TARGETS
+# ("raw vhdx vhdx-fill"), WORKLOADS (all seven: rr1 rr32 rw1 rw32 sr sw mixf), RAMDISK (0; 1:
+# files on a /dev/shm-backed ext4, see below), TARGETS
 # ("vsp-vu qsd-vu vsp-nbd qsd-nbd").
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -35,6 +36,9 @@ requires qemu-storage-daemon
 [ -x "$VSP" ] || die "$VSP not found: build the project first"
 [ -x "$DRV" ] || die "$DRV not found: build the project first"
 [ -x "$VDISK" ] || die "$VDISK not found: build the project first"
+# RAMDISK=1: the files on ext4 on a loop device backed by /dev/shm (root; ~3 x SIZE_MIB of
+# memory), so the figures show the servers' CPU cost rather than this machine's disk
+[ "${RAMDISK:-0}" != 1 ] || use_ramdisk $((SIZE_MIB * 3 + 512))
 mkdir -p "$BENCH_DIR"
 raw=$BENCH_DIR/vsp.raw
 alloc=$BENCH_DIR/vsp-alloc.vhdx
