@@ -394,7 +394,8 @@ static uint64_t xlate(struct vhdx_image *img, unsigned layer, uint64_t off, uint
 	while (done < len && !o->error) {
 		uint64_t v = off + done, b = v >> img->block_shift;
 		uint64_t inb = v & (img->block_size - 1), run = MIN(len - done, img->block_size - inb);
-		uint64_t e = __atomic_load_n(&img->bat[b + (b >> img->chunk_shift)], __ATOMIC_ACQUIRE);
+		uint64_t e = __atomic_load_n(&img->bat[vhdx_bat_index(b, img->chunk_ratio)],
+					     __ATOMIC_ACQUIRE);
 		uint64_t got = run;
 
 		switch (e & VHDX_BAT_STATE_MASK) {

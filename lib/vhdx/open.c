@@ -383,10 +383,9 @@ static int compute_geometry(struct vhdx_image *img, struct vdisk_err *err)
 	uint64_t needed;
 
 	img->chunk_ratio = (uint32_t)((VHDX_SECTORS_PER_CHUNK * img->lsec) / img->block_size);
-	/* all three are powers of two (checked above): the read path shifts instead of dividing */
+	/* both are powers of two (checked above): the read path shifts instead of dividing */
 	img->block_shift = (uint8_t)__builtin_ctz(img->block_size);
 	img->lsec_shift = (uint8_t)__builtin_ctz(img->lsec);
-	img->chunk_shift = (uint8_t)__builtin_ctz(img->chunk_ratio);
 	img->nr_blocks = DIV_ROUND_UP(img->disk_size, img->block_size);
 	img->nr_chunks = DIV_ROUND_UP(img->nr_blocks, img->chunk_ratio);
 	/* section 8.2: the smaller (v1.00) count for fixed/dynamic, SB*(CR+1) for children */

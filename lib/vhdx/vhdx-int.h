@@ -151,9 +151,10 @@ int vhdx_utf8_to_utf16le(const char *in, uint8_t *out, size_t out_cap);
 
 /* ---- geometry ---- */
 
+/* @chunk_ratio is a power of two (2^23 * sector / block size, both powers of two): a shift */
 static inline uint64_t vhdx_bat_index(uint64_t block, uint32_t chunk_ratio)
 {
-	return block + block / chunk_ratio;
+	return block + (block >> __builtin_ctz(chunk_ratio));
 }
 
 static inline uint64_t vhdx_sb_index(uint64_t chunk, uint32_t chunk_ratio)
@@ -200,7 +201,7 @@ struct vhdx_image {
 
 	/* BAT, in CPU order; entries accessed atomically */
 	uint32_t chunk_ratio;
-	uint8_t block_shift, lsec_shift, chunk_shift; /* log2 of block_size, lsec, chunk_ratio */
+	uint8_t block_shift, lsec_shift; /* log2 of block_size and lsec */
 	uint64_t nr_blocks;
 	uint64_t nr_chunks;
 	uint64_t bat_entries; /* capacity: bat_length / 8 */
