@@ -47,16 +47,12 @@ static bool valid_name(const char *name)
  */
 #define SNAP_ITEM_MAX (10 + 255 + 4)
 
-/* The snapshot named by @img's item (the snapshot that is @img's parent). */
-static bool read_snap_item(struct vhdx_image *img, char *name, size_t cap, int64_t *ret_time,
-			   uint32_t *ret_flags)
+bool vhdx_snap_item_decode(const uint8_t *buf, size_t len, char *name, size_t cap,
+			   int64_t *ret_time, uint32_t *ret_flags)
 {
-	uint8_t buf[300];
-	size_t len = 0;
 	uint16_t nl;
 
-	if (vhdx_get_user_item(img, &vhdx_guid_vdisk_snapshot, buf, sizeof(buf), &len) < 0 ||
-	    len < 10)
+	if (len < 10)
 		return false;
 	nl = get_le16(buf + 8);
 	if (10U + nl > len || nl >= cap)
@@ -67,6 +63,17 @@ static bool read_snap_item(struct vhdx_image *img, char *name, size_t cap, int64
 	if (ret_flags)
 		*ret_flags = len >= 14U + nl ? get_le32(buf + 10 + nl) : 0;
 	return true;
+}
+
+/* The snapshot named by @img's item (the snapshot that is @img's parent). */
+static bool read_snap_item(struct vhdx_image *img, char *name, size_t cap, int64_t *ret_time,
+			   uint32_t *ret_flags)
+{
+	uint8_t buf[300];
+	size_t len = 0;
+
+	return vhdx_get_user_item(img, &vhdx_guid_vdisk_snapshot, buf, sizeof(buf), &len) >= 0 &&
+	       vhdx_snap_item_decode(buf, len, name, cap, ret_time, ret_flags);
 }
 
 /*

@@ -281,4 +281,12 @@ int vhdx_set_user_item(struct vhdx_image *img, const struct vdisk_guid *id, cons
 int vhdx_chain_open(struct vhdx_image *img, const struct vhdx_open_opts *o,
 		    struct vdisk_err *err);
 
+/*
+ * Decodes vdisk's snapshot item (snapshot.c): le64 time, le16 name length,
+ * the name, optionally le32 state flags. False when @len cannot hold what
+ * the item claims or the name does not fit @cap (with its NUL).
+ */
+bool vhdx_snap_item_decode(const uint8_t *buf, size_t len, char *name, size_t cap,
+			   int64_t *ret_time, uint32_t *ret_flags);
+
 #endif /* VHDX_INT_H */

@@ -46,6 +46,8 @@
  *   cmake --build build-fuzz --target fuzz-vhdx-open-libfuzzer
  *   cp -r tests/fuzz/corpus/vhdx-open work && build-fuzz/tests/fuzz-vhdx-open-libfuzzer \
  *         -max_len=131072 -timeout=10 -max_total_time=600 work
+ * Each input is also decoded as vdisk's snapshot metadata item
+ * (vhdx_snap_item_decode), whose lengths come from the file.
  * A crasher is kept by copying it to the corpus as regress-WHAT once fixed.
  */
 #include <errno.h>
@@ -57,6 +59,8 @@
 #include <unistd.h>
 
 #include <vdisk/vhdx.h>
+
+#include "vhdx-int.h" /* vhdx_snap_item_decode */
 
 #define PAGE_BYTES   4096u
 #define MAX_PAGES    4096u /* 16 MiB */
@@ -276,6 +280,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64];
 	int fd;
 
+	/* vdisk's snapshot metadata item, read from any child: the input as an item */
+	{
+		char name[256];
+		int64_t t;
+		uint32_t fl;
+		if (vhdx_snap_item_decode(data, size, name, sizeof(name), &t, &fl) &&
+		    strlen(name) >= sizeof(name))
+			abort();
+	}
 	if (size < RECORD_HDR)
 		return 0;
 	fd = memfd_create("fuzz-vhdx-open", MFD_CLOEXEC);
