@@ -528,15 +528,11 @@ struct file_id {
 static int chain_ids(const char *path, struct file_id **ret, unsigned *ret_n,
 		     struct vdisk_err *err)
 {
-	struct vhdx_open_opts o;
 	struct vhdx_image *top;
 	struct file_id *ids;
 	unsigned n = 0;
-	int r;
+	int r = walk(path, &top, NULL, NULL, NULL, err);
 
-	vhdx_open_opts_init(&o, sizeof(o));
-	o.flags = VHDX_OPEN_RDONLY | VHDX_OPEN_NOLOCK;
-	r = vhdx_open(path, &o, &top, err);
 	if (r < 0)
 		return r;
 	for (struct vhdx_image *l = top; l; l = l->parent)
