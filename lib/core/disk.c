@@ -78,9 +78,7 @@ void vdisk_disk_opts_init(struct vdisk_disk_opts *o, size_t size)
 static void copy_opts(struct vdisk_disk_opts *oc, const struct vdisk_disk_opts *o)
 {
 	vdisk_disk_opts_init(oc, sizeof(*oc));
-	if (o)
-		memcpy(oc, o, MIN(o->struct_size, sizeof(*oc)));
-	oc->struct_size = sizeof(*oc);
+	VDISK_OPTS_OVERLAY(oc, o);
 }
 
 static int vhdx_disk_open(struct vdisk_disk *d, const char *path,

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -16,6 +17,20 @@
 #define ROUND_UP(n, a) (DIV_ROUND_UP(n, a) * (a))
 #define IS_ALIGNED(n, a) (((n) & ((a)-1)) == 0)
 #define IS_POW2(n) ((n) != 0 && ((n) & ((n)-1)) == 0)
+/*
+ * Overlays a caller's size-versioned options @src (struct_size first, as the
+ * caller's header knew the struct; NULL: none) on @dst, which holds the
+ * defaults: reads no further than the caller's struct_size, and @dst keeps
+ * its own struct_size.
+ */
+#define VDISK_OPTS_OVERLAY(dst, src)                                                   \
+	do {                                                                           \
+		size_t opts_size_ = (dst)->struct_size;                                \
+		if (src)                                                               \
+			memcpy((dst), (src), MIN((src)->struct_size, sizeof(*(dst)))); \
+		(dst)->struct_size = opts_size_;                                       \
+	} while (0)
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

@@ -48,8 +48,7 @@ void pt_env_init(struct pt_env *env, const struct pt_discover_opts *o)
 {
 	struct pt_discover_opts c = { .struct_size = sizeof(c) };
 
-	if (o)
-		memcpy(&c, o, MIN(o->struct_size, sizeof(c)));
+	VDISK_OPTS_OVERLAY(&c, o);
 	memset(env, 0, sizeof(*env));
 	pt_strlcpy(env->sysfs, c.sysfs_root ? c.sysfs_root : "/sys", sizeof(env->sysfs));
 	pt_strlcpy(env->proc, c.proc_root ? c.proc_root : "/proc", sizeof(env->proc));

@@ -151,9 +151,7 @@ static int map_locked(const char *map_path, struct pt_lunmap *map, const char *v
 	int r;
 
 	pt_discover_opts_init(&dopts, sizeof(dopts));
-	if (o->discover)
-		memcpy(&dopts, o->discover, MIN(o->discover->struct_size, sizeof(dopts)));
-	dopts.struct_size = sizeof(dopts);
+	VDISK_OPTS_OVERLAY(&dopts, o->discover);
 	dopts.map = map;
 	r = pt_discover(&dopts, &list, err);
 	if (r)
@@ -199,8 +197,7 @@ int pt_lun_map(const char *map_path, const char *vm, const struct pt_slot *slot,
 	int lock, r;
 
 	pt_map_opts_init(&oc, sizeof(oc));
-	if (o)
-		memcpy(&oc, o, MIN(o->struct_size, sizeof(oc)));
+	VDISK_OPTS_OVERLAY(&oc, o);
 	if (!pt_vm_name_valid(vm))
 		return vdisk_err_set(err, -EINVAL,
 				     "invalid VM name '%.80s' (1 to %d of A-Z a-z 0-9 . _ -, "

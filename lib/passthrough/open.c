@@ -41,8 +41,7 @@ void pt_open_opts_init(struct pt_open_opts *o, size_t size)
 static void copy_opts(struct pt_open_opts *oc, const struct pt_open_opts *o)
 {
 	pt_open_opts_init(oc, sizeof(*oc));
-	if (o)
-		memcpy(oc, o, MIN(o->struct_size, sizeof(*oc)));
+	VDISK_OPTS_OVERLAY(oc, o);
 }
 
 /*
@@ -55,9 +54,7 @@ static int discover_for_open(const struct pt_open_opts *o, const struct pt_lunma
 	struct pt_discover_opts d;
 
 	pt_discover_opts_init(&d, sizeof(d));
-	if (o->discover)
-		memcpy(&d, o->discover, MIN(o->discover->struct_size, sizeof(d)));
-	d.struct_size = sizeof(d);
+	VDISK_OPTS_OVERLAY(&d, o->discover);
 	d.flags |= PT_DISCOVER_NO_EXCL;
 	d.map = map;
 	return pt_discover(&d, ret_list, err);
