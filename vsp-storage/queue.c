@@ -504,6 +504,20 @@ static void finish(struct vsp_queue *q, struct vsp_req *r)
 	q->complete(q, r);
 }
 
+/* Runs all of @r as the one engine request @io (a sync or a punch). True when queued. */
+static bool queue_whole(struct vsp_queue *q, struct vsp_req *r, const struct vdisk_io *io)
+{
+	if (engine_room(q, q->depth) == 0)
+		return false;
+	r->io[0] = *io;
+	r->io[0].priv = r;
+	if (vdisk_engine_queue(q->eng, &r->io[0]) < 0)
+		return false;
+	r->pending = 1;
+	r->state = RS_RUNNING;
+	return true;
+}
+
 /*
  * When a data sync is all the flush needs (raw files and devices; VHDX with
  * no metadata waiting for a commit), it goes through the engine and the
@@ -513,26 +527,18 @@ static void finish(struct vsp_queue *q, struct vsp_req *r)
 static bool flush_async(struct vsp_queue *q, struct vsp_req *r)
 {
 	struct vsp_export *e = q->exp;
-	struct vdisk_io *io = &r->io[0];
-	int fd;
+	struct vdisk_io io = { .op = VDISK_IO_FDATASYNC };
 
-	if (atomic_load_explicit(&e->flush_err, memory_order_acquire) ||
-	    engine_room(q, q->depth) == 0)
+	if (atomic_load_explicit(&e->flush_err, memory_order_acquire))
 		return false;
 	if (e->raw)
-		fd = e->raw_fd;
-	else if (vdisk_disk_flush_fd(e->disk, &fd) != 1)
+		io.fd = e->raw_fd;
+	else if (vdisk_disk_flush_fd(e->disk, &io.fd) != 1)
 		return false;
-	memset(io, 0, sizeof(*io));
-	io->op = VDISK_IO_FDATASYNC;
-	io->fd = fd;
-	io->priv = r;
 	atomic_store_explicit(&e->dirty, false, memory_order_relaxed);
-	if (vdisk_engine_queue(q->eng, io) < 0)
+	if (!queue_whole(q, r, &io))
 		return false;
 	q->stat_flushes++;
-	r->pending = 1;
-	r->state = RS_RUNNING;
 	return true;
 }
 
@@ -544,22 +550,11 @@ static bool flush_async(struct vsp_queue *q, struct vsp_req *r)
  */
 static bool punch_async(struct vsp_queue *q, struct vsp_req *r)
 {
-	struct vdisk_io *io = &r->io[0];
+	const struct vdisk_io io = { .op = VDISK_IO_FALLOCATE, .fd = q->exp->raw_fd,
+				     .offset = r->offset, .length = r->length,
+				     .mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE };
 
-	if (!q->exp->raw_file || engine_room(q, q->depth) == 0)
-		return false;
-	memset(io, 0, sizeof(*io));
-	io->op = VDISK_IO_FALLOCATE;
-	io->fd = q->exp->raw_fd;
-	io->offset = r->offset;
-	io->length = r->length;
-	io->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	io->priv = r;
-	if (vdisk_engine_queue(q->eng, io) < 0)
-		return false;
-	r->pending = 1;
-	r->state = RS_RUNNING;
-	return true;
+	return q->exp->raw_file && queue_whole(q, r, &io);
 }
 
 static void run_flush(struct vsp_queue *q, struct vsp_req *r)
